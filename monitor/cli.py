@@ -1,0 +1,240 @@
+"""Command-line entry points: ``prmnet`` (the offline tools).
+
+Every error a user can cause ends in one line on stderr and exit status 2 (bad input) or 1 (a
+failing device or machine); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from monitor.errors import InputError, MonitorError
+
+__all__ = ["prmnet_main"]
+
+log = logging.getLogger("prmnet")
+
+SYNTH_EXAMPLES = """\
+examples:
+  # a random LTE/NR scene as an RTL-SDR would record it
+  prmnet synth recording scene.sigmf-meta --rate 2.4e6 --duration 0.2 --receiver rtlsdr \\
+      --datatype cu8 --seed 7
+  # a 20 MHz TDD LTE carrier beside a 40 MHz NR carrier at 61.44 MS/s, through EVA70 fading
+  prmnet synth recording pair.sigmf-meta --rate 61.44e6 --duration 0.04 --fc 3.5e9 \\
+      --carrier lte:bw=20e6,offset=-14e6,snr=15,duplex=tdd,config=2,load=0.5 \\
+      --carrier nr:bw=40e6,scs=30e3,offset=15e6,snr=10,ssb_period=20e-3,load=0.3 \\
+      --channel eva70
+  # 20,000 training frames at three rates on every core
+  prmnet synth dataset data/train --frames 20000 --rates 1.92e6,19.2e6,61.44e6 --seed 1
+"""
+
+
+def prmnet_main(argv: Sequence[str] | None = None) -> int:
+    """``prmnet``: scenes and data sets, training, evaluation, export, benchmarks."""
+    parser = _prmnet_parser()
+    args = parser.parse_args(argv)
+    return _run(args.func, args)
+
+
+def _run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return func(args) or 0
+    except MonitorError as exc:
+        if args.debug:
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+def _prmnet_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prmnet",
+        description="Offline tools of prmnet-monitor: synthetic LTE/NR scenes and data sets, "
+        "benchmarks.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = commands.add_parser(
+        "synth",
+        help="3GPP-structured LTE/NR scenes: recordings and training data sets",
+        epilog=SYNTH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    synth.set_defaults(debug=False)
+    kinds = synth.add_subparsers(dest="kind", required=True, metavar="KIND")
+    rec = kinds.add_parser(
+        "recording",
+        help="write one scene as a SigMF recording annotated with its true carriers",
+        epilog=SYNTH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument("out", type=Path, metavar="OUT.sigmf-meta")
+    rec.add_argument("--rate", type=_positive_float, required=True, metavar="SPS",
+                     help="sample rate, e.g. 1.92e6, 19.2e6, 61.44e6")
+    rec.add_argument("--duration", type=_positive_float, required=True, metavar="S",
+                     help="length in seconds")
+    rec.add_argument("--fc", type=float, default=0.0, metavar="HZ",
+                     help="centre frequency written to the metadata (default 0)")
+    rec.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rec.add_argument("--carrier", action="append", default=[], metavar="SPEC",
+                     help="lte:bw=HZ,offset=HZ,snr=DB[,duplex=tdd,config=N,load=X,on=S:S,...] "
+                     "or nr:bw=HZ,scs=HZ,offset=HZ,snr=DB[,ssb_period=S,load=X,...]; repeat "
+                     "for more; none: a random scene")
+    rec.add_argument("--channel", default=None, metavar="PROFILE",
+                     help="fading for every carrier: epa5, eva70, etu300, tdla30-10, ... "
+                     "(default: none for given carriers, random for a random scene)")
+    rec.add_argument("--receiver", default=None, choices=["ideal", "rtlsdr", "hackrf", "usrp"],
+                     help="receiver model (default: ideal, or random for a random scene)")
+    rec.add_argument("--datatype", default="cf32_le",
+                     choices=["cf32", "cf32_le", "ci16", "ci16_le", "ci8", "cu8"],
+                     help="SigMF sample format (default cf32_le)")
+    rec.set_defaults(func=_synth_recording)
+
+    ds = kinds.add_parser(
+        "dataset",
+        help="write a training data set of random scenes (resumable shards)",
+        epilog=SYNTH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ds.add_argument("out", type=Path, metavar="OUT_DIR")
+    ds.add_argument("--frames", type=int, required=True, help="number of 256x256 frames")
+    ds.add_argument("--rates", type=_rates, default=(1.92e6, 19.2e6, 61.44e6), metavar="LIST",
+                    help="comma-separated sample rates, used in turn "
+                    "(default 1.92e6,19.2e6,61.44e6)")
+    ds.add_argument("--snr", type=_snr_range, default=(-10.0, 30.0), metavar="LO:HI",
+                    help="per-carrier SNR range in dB (default -10:30)")
+    ds.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ds.add_argument("--workers", type=int, default=None,
+                    help="processes (default: every core)")
+    ds.set_defaults(func=_synth_dataset)
+
+    bench = commands.add_parser("bench", help="measure speed against references in one run")
+    bench.set_defaults(debug=False)
+    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    bsynth = targets.add_parser("synth", help="scene generation: frames per second per rate")
+    bsynth.add_argument("--rates", type=_rates, default=(1.92e6, 61.44e6), metavar="LIST")
+    bsynth.add_argument("--frames", type=int, default=6, help="frames per rate (default 6)")
+    bsynth.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    bsynth.set_defaults(func=_bench_synth)
+    return parser
+
+
+def _synth_recording(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from monitor.recordings import Annotation, write_recording
+    from monitor.synth.random_scene import draw_scene
+    from monitor.synth.scene import SceneSpec, parse_carrier, render
+
+    rng = np.random.default_rng(args.seed)
+    if args.carrier:
+        carriers = [parse_carrier(text) for text in args.carrier]
+        if args.channel:
+            carriers = [_with_channel(c, args.channel) for c in carriers]
+        spec = SceneSpec(args.rate, args.duration, tuple(carriers), args.fc,
+                         receiver=args.receiver or "ideal")
+    else:
+        spec = draw_scene(rng, args.rate, args.duration, center_freq=args.fc)
+        if args.receiver or args.channel:
+            spec = _override(spec, args.receiver, args.channel)
+    if args.channel:
+        from monitor.synth.channel import parse_channel
+
+        parse_channel(args.channel)
+    scene = render(spec, rng, keep_clean=False)
+    datatype = {"cf32": "cf32_le", "ci16": "ci16_le"}.get(args.datatype, args.datatype)
+    annotations = [
+        Annotation(
+            start_sample=c.start_sample,
+            sample_count=c.sample_count,
+            freq_low_hz=args.fc + c.freq_low_hz,
+            freq_high_hz=args.fc + c.freq_high_hz,
+            label=c.label,
+            extra={"prmnet:snr_db": round(c.snr_db, 2), "prmnet:scs_hz": c.scs,
+                   "prmnet:cell_id": c.cell_id, "prmnet:channel": c.channel or "none"},
+        )
+        for c in scene.carriers
+        if c.sample_count > 0
+    ]
+    path = write_recording(
+        args.out, scene.iq, args.rate, args.fc, datatype, annotations,
+        description=f"prmnet synth recording, seed {args.seed}, receiver {spec.receiver}",
+    )
+    print(f"wrote {path} ({len(scene.iq)} samples, {len(annotations)} carriers)")
+    return 0
+
+
+def _with_channel(carrier, channel: str):
+    from dataclasses import replace
+
+    return replace(carrier, channel=channel)
+
+
+def _override(spec, receiver: str | None, channel: str | None):
+    from dataclasses import replace
+
+    carriers = tuple(replace(c, channel=channel) for c in spec.carriers) if channel else (
+        spec.carriers)
+    return replace(spec, receiver=receiver or spec.receiver, carriers=carriers)
+
+
+def _synth_dataset(args: argparse.Namespace) -> int:
+    from monitor.synth.dataset import DatasetRequest, generate_dataset
+
+    if args.frames <= 0:
+        raise InputError("--frames must be positive")
+    request = DatasetRequest(frames=args.frames, rates=args.rates, snr_db=args.snr,
+                             seed=args.seed)
+    try:
+        out = generate_dataset(args.out, request, workers=args.workers)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    print(f"wrote {args.frames} frames to {out}")
+    return 0
+
+
+def _bench_synth(args: argparse.Namespace) -> int:
+    from monitor.bench import bench_synth, format_table
+
+    rows = bench_synth(args.rates, args.frames)
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    return tuple(_positive_float(t) for t in text.split(",") if t.strip())
+
+
+def _snr_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        low, high = float(lo), float(hi if sep else lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI in dB, got {text!r}") from None
+    if high < low:
+        raise argparse.ArgumentTypeError(f"LO must not exceed HI, got {text!r}")
+    return low, high

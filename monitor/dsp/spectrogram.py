@@ -1,0 +1,134 @@
+"""The spectrogram: IQ samples to dB rows, and rows to the network's input.
+
+The one implementation, in torch, on the CPU or a GPU. :class:`Spectrogram` turns whole rows of
+samples into rows of pixel powers; :class:`StreamingSpectrogram` feeds it from blocks of any size
+and returns rows as soon as their samples have arrived, with the same numbers as the whole-frame
+computation (rows are independent of each other by construction: see ``geometry.py``).
+
+Scale: a pixel holds the power within its bandwidth (the PSD integrated over ``fs / width``), in
+dB relative to full scale: white noise of power s reads ``s / width``, and a full-scale tone whose
+main lobe lies within one pixel reads 0 dBFS.
+
+Network input (:func:`network_input`): ``(dB - floor) / 10`` where ``floor`` is the frame's
+20th percentile, so the scale is tied to the noise floor rather than to the strongest signal (a
+carrier appearing does not move the noise), clipped to [-2, 8] (-20 to +80 dB).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from monitor.dsp.geometry import Geometry
+
+__all__ = ["FLOOR_QUANTILE", "Spectrogram", "StreamingSpectrogram", "network_input"]
+
+FLOOR_QUANTILE = 0.2
+DB_PER_UNIT = 10.0
+INPUT_RANGE = (-2.0, 8.0)
+_TINY = 1e-20
+
+
+class Spectrogram:
+    """Rows of pixel powers (dBFS) from whole rows of samples.
+
+    Args:
+        geometry: the geometry to compute.
+        device: where the computation runs.
+    """
+
+    def __init__(self, geometry: Geometry, device: torch.device | str = "cpu") -> None:
+        self.geometry = geometry
+        self.device = torch.device(device)
+        g = geometry
+        window = torch.hann_window(g.nfft, periodic=True, dtype=torch.float32, device=self.device)
+        # Bin power = |FFT(w x)|^2 / (nfft * sum(w^2)): noise of power s reads s / nfft per bin.
+        scale = 1.0 / (g.nfft * float((window**2).sum()) * g.segments)
+        self._window = window * scale**0.5
+        starts = torch.as_tensor(g.segment_starts(), device=self.device)
+        self._index = starts[:, None] + torch.arange(g.nfft, device=self.device)
+
+    def power(self, samples: torch.Tensor) -> torch.Tensor:
+        """Linear pixel power of every whole row in ``samples``.
+
+        Args:
+            samples: complex64, shape (..., n) with n a multiple of ``samples_per_row``.
+
+        Returns:
+            float32, shape (..., n // samples_per_row, width).
+        """
+        g = self.geometry
+        rows = samples.reshape(*samples.shape[:-1], -1, g.samples_per_row)
+        if rows.shape[-2] == 0:
+            return torch.zeros(*rows.shape[:-1], g.width, device=self.device)
+        segments = rows[..., self._index] * self._window
+        spectrum = torch.fft.fft(segments, dim=-1)
+        bins = torch.fft.fftshift(spectrum.real**2 + spectrum.imag**2, dim=-1).sum(dim=-2)
+        return self._pool(bins)
+
+    def rows(self, samples: torch.Tensor) -> torch.Tensor:
+        """Pixel power in dBFS of every whole row in ``samples`` (see :meth:`power`)."""
+        return 10.0 * torch.log10(self.power(samples) + _TINY)
+
+    def frame(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """dBFS image of one frame, shape (height, width), from ``frame_samples`` samples."""
+        x = torch.as_tensor(samples, device=self.device)
+        if x.shape[-1] != self.geometry.frame_samples:
+            raise ValueError(
+                f"a frame needs {self.geometry.frame_samples} samples, got {x.shape[-1]}"
+            )
+        return self.rows(x.to(torch.complex64))
+
+    def _pool(self, bins: torch.Tensor) -> torch.Tensor:
+        """Sum ``zoom`` FFT bins into each pixel, centred on the pixel centre.
+
+        Pixel j spans bins ``j*zoom - zoom/2 .. j*zoom + zoom/2`` (after fftshift); the two bins on
+        its edges are shared half and half with its neighbours, so every bin counts once.
+        """
+        zoom = self.geometry.zoom
+        if zoom == 1:
+            return bins
+        rolled = torch.roll(bins, zoom // 2, dims=-1)
+        grouped = rolled.unflatten(-1, (self.geometry.width, zoom))
+        edge = grouped[..., 0]
+        return grouped.sum(dim=-1) - 0.5 * edge + 0.5 * torch.roll(edge, -1, dims=-1)
+
+
+class StreamingSpectrogram:
+    """Rows as samples arrive, from blocks of any length.
+
+    Holds at most one row's worth of samples between calls; the rows it returns equal those of
+    :meth:`Spectrogram.rows` on the whole stream.
+    """
+
+    def __init__(self, spectrogram: Spectrogram) -> None:
+        self.spectrogram = spectrogram
+        self._pending = torch.zeros(0, dtype=torch.complex64, device=spectrogram.device)
+
+    def push(self, samples: torch.Tensor) -> torch.Tensor:
+        """Add ``samples`` (complex64, 1-D); return the dBFS rows completed, (rows, width)."""
+        spr = self.spectrogram.geometry.samples_per_row
+        stream = torch.cat((self._pending, samples.to(self._pending.device)))
+        whole = (stream.shape[0] // spr) * spr
+        self._pending = stream[whole:].clone()
+        return self.spectrogram.rows(stream[:whole])
+
+    def reset(self) -> None:
+        """Forget pending samples (after a retune or a gap in the stream)."""
+        self._pending = self._pending[:0]
+
+
+def network_input(frame_db: torch.Tensor) -> torch.Tensor:
+    """The network's input from dBFS frames: ``(dB - floor) / 10``, floor-referenced.
+
+    Args:
+        frame_db: shape (..., height, width), dBFS.
+
+    Returns:
+        float32, shape (..., 1, height, width), clipped to ``INPUT_RANGE``.
+    """
+    flat = frame_db.flatten(-2)
+    k = max(1, round(FLOOR_QUANTILE * flat.shape[-1]))
+    floor = flat.kthvalue(k, dim=-1).values[..., None, None]
+    scaled = (frame_db - floor) / DB_PER_UNIT
+    return scaled.clamp(*INPUT_RANGE).unsqueeze(-3).to(torch.float32)

@@ -1,0 +1,93 @@
+"""SigMF recordings written by prmnet-monitor: IQ data, its metadata and carrier annotations.
+
+The data file is written by numpy in the SigMF datatype asked for (``cf32_le``, ``ci16_le``,
+``ci8``, ``cu8``); the metadata through sigmf-python, which validates it. Annotations carry
+``core:label`` (``LTE`` or ``NR``), ``core:freq_lower_edge`` and ``core:freq_upper_edge``
+(absolute Hz), ``core:sample_start`` and ``core:sample_count``, the fields inspectrum and IQEngine
+draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sigmf import SigMFFile
+
+from monitor import __version__
+from monitor.errors import InputError
+from monitor.synth.receiver import to_datatype
+
+__all__ = ["Annotation", "meta_and_data_paths", "write_recording"]
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One SigMF annotation: a labelled time-frequency box."""
+
+    start_sample: int
+    sample_count: int
+    freq_low_hz: float
+    freq_high_hz: float
+    label: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_sigmf(self) -> dict[str, Any]:
+        return {
+            "core:label": self.label,
+            "core:freq_lower_edge": float(self.freq_low_hz),
+            "core:freq_upper_edge": float(self.freq_high_hz),
+            **self.extra,
+        }
+
+
+def meta_and_data_paths(path: str | Path) -> tuple[Path, Path]:
+    """The ``.sigmf-meta`` and ``.sigmf-data`` paths of a recording named by either (or by its
+    base name)."""
+    p = Path(path)
+    if p.suffix in (".sigmf-meta", ".sigmf-data"):
+        p = p.with_suffix("")
+    return p.with_suffix(".sigmf-meta"), p.with_suffix(".sigmf-data")
+
+
+def write_recording(
+    path: str | Path,
+    iq: np.ndarray,
+    sample_rate: float,
+    center_freq: float,
+    datatype: str = "cf32_le",
+    annotations: Iterable[Annotation] = (),
+    description: str = "",
+    extra_global: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``iq`` (complex, full scale +-1) as a SigMF recording; return the meta path.
+
+    Raises:
+        InputError: for an unknown datatype or a path that cannot be written.
+    """
+    meta_path, data_path = meta_and_data_paths(path)
+    raw = to_datatype(np.asarray(iq), datatype)
+    try:
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        raw.tofile(data_path)
+        recording = SigMFFile(
+            data_file=str(data_path),
+            global_info={
+                SigMFFile.DATATYPE_KEY: datatype,
+                SigMFFile.SAMPLE_RATE_KEY: float(sample_rate),
+                SigMFFile.VERSION_KEY: "1.2.0",
+                SigMFFile.DESCRIPTION_KEY: description,
+                SigMFFile.RECORDER_KEY: f"prmnet-monitor {__version__}",
+                **(extra_global or {}),
+            },
+        )
+        recording.add_capture(0, metadata={SigMFFile.FREQUENCY_KEY: float(center_freq)})
+        for a in sorted(annotations, key=lambda a: a.start_sample):
+            recording.add_annotation(a.start_sample, a.sample_count, metadata=a.to_sigmf())
+        recording.tofile(str(meta_path), overwrite=True)
+    except OSError as exc:
+        raise InputError(f"cannot write recording {meta_path}: {exc.strerror or exc}") from None
+    return meta_path

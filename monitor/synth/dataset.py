@@ -1,0 +1,167 @@
+"""Training data sets of random scenes, written as memory-mappable shards.
+
+Layout of ``OUT_DIR``::
+
+    dataset.json            what was asked for: frames, rates, SNR range, seed, geometry per rate,
+                            the scene distribution, the shard size, the software version
+    shard-00000/
+        images.npy          float16 (n, height, width): spectrogram rows in dBFS
+        labels.npy          uint8 (n, height, width): class mask (reference convention)
+        energy.npy          uint8 (n, height, width): where energy was actually sent
+        frames.jsonl        one line per frame: index, sample rate, receiver, carriers' truth
+    shard-00001/ ...
+
+Why this format: plain ``.npy`` files open with ``np.load(mmap_mode="r")``, so a training loader
+reads any frame without decoding or loading a shard, and torch takes them without a copy; images
+are kept in dBFS (not normalised) so the network's input scaling can change without generating
+again; a shard is written to a temporary folder and renamed when complete, so an interrupted run
+resumes where it stopped and never leaves a half shard. Frame i is drawn from
+``SeedSequence([seed, i])`` alone, so the bytes do not depend on the number of workers or on
+which shards already existed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from monitor import __version__
+from monitor.dsp.geometry import Geometry
+from monitor.dsp.spectrogram import Spectrogram
+from monitor.synth.random_scene import SceneDistribution, draw_scene
+from monitor.synth.scene import render
+from monitor.synth.truth import class_mask, energy_mask
+
+__all__ = ["DatasetRequest", "generate_dataset", "render_frame"]
+
+SHARD_SIZE = 64
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What a data set holds; written to ``dataset.json``."""
+
+    frames: int
+    rates: tuple[float, ...]
+    snr_db: tuple[float, float] = (-10.0, 30.0)
+    seed: int = 0
+    shard_size: int = SHARD_SIZE
+
+    def rate_of(self, index: int) -> float:
+        return self.rates[index % len(self.rates)]
+
+
+def render_frame(
+    index: int, request: DatasetRequest
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Frame ``index`` of a data set: dB image, class mask, energy mask and its metadata."""
+    rng = np.random.default_rng(np.random.SeedSequence([request.seed, index]))
+    rate = request.rate_of(index)
+    geometry = Geometry.for_rate(rate)
+    dist = SceneDistribution(snr_db=request.snr_db)
+    spec = draw_scene(rng, rate, geometry.frame_seconds, dist)
+    scene = render(spec, rng)
+    spectrogram = Spectrogram(geometry)
+    image = spectrogram.frame(scene.iq[: geometry.frame_samples]).numpy()
+    meta = {
+        "index": index,
+        "sample_rate": rate,
+        "receiver": spec.receiver,
+        "carriers": [asdict(c) for c in scene.carriers],
+    }
+    return (
+        image.astype(np.float16),
+        class_mask(scene, geometry),
+        energy_mask(scene, spectrogram),
+        meta,
+    )
+
+
+def generate_dataset(
+    out_dir: str | Path, request: DatasetRequest, workers: int | None = None, progress: bool = True
+) -> Path:
+    """Write (or finish writing) a data set; return its folder.
+
+    An existing folder must hold the same request: shards already complete are kept.
+
+    Raises:
+        ValueError: if ``out_dir`` holds a data set made from another request.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "dataset.json"
+    description = _describe(request)
+    if manifest.exists():
+        existing = json.loads(manifest.read_text())
+        if existing.get("request") != description["request"]:
+            raise ValueError(f"{out} holds a different data set; choose another folder")
+    else:
+        manifest.write_text(json.dumps(description, indent=2) + "\n")
+    n_shards = math.ceil(request.frames / request.shard_size)
+    todo = [k for k in range(n_shards) if not (out / _shard_name(k)).is_dir()]
+    workers = workers or os.cpu_count() or 1
+    done_frames = sum(_shard_frames(k, request) for k in range(n_shards) if k not in todo)
+    bar = tqdm(total=request.frames, initial=done_frames, unit="frame", disable=not progress,
+               desc="synth dataset")
+    jobs = [(out, k, request) for k in todo]
+    if workers == 1:
+        for job in jobs:
+            bar.update(_write_shard(job))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            for count in pool.imap_unordered(_write_shard, jobs):
+                bar.update(count)
+    bar.close()
+    return out
+
+
+def _describe(request: DatasetRequest) -> dict:
+    return {
+        "format": "prmnet-shards/1",
+        "software": f"prmnet-monitor {__version__}",
+        "request": {**asdict(request), "rates": list(request.rates),
+                    "snr_db": list(request.snr_db)},
+        "classes": ["noise", "LTE", "NR"],
+        "distribution": asdict(SceneDistribution(snr_db=request.snr_db)),
+        "geometry": {str(r): Geometry.for_rate(r).to_dict() for r in request.rates},
+    }
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+def _shard_frames(k: int, request: DatasetRequest) -> int:
+    return min(request.shard_size, request.frames - k * request.shard_size)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _write_shard(job: tuple[Path, int, DatasetRequest]) -> int:
+    out, k, request = job
+    first = k * request.shard_size
+    indices: Sequence[int] = range(first, first + _shard_frames(k, request))
+    frames = [render_frame(i, request) for i in indices]
+    tmp = out / f".{_shard_name(k)}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for j, name in enumerate(("images", "labels", "energy")):
+        np.save(tmp / f"{name}.npy", np.stack([f[j] for f in frames]))
+    with open(tmp / "frames.jsonl", "w") as fh:
+        for f in frames:
+            fh.write(json.dumps(f[3]) + "\n")
+    tmp.rename(out / _shard_name(k))
+    return len(frames)

@@ -1,0 +1,167 @@
+"""Random scenes: the distribution the training data and the synthetic radio are drawn from.
+
+What a monitor meets, at every sample rate: nothing but noise; one carrier; LTE and NR side by
+side, adjacent or apart; carriers cut by the edges of the view; carriers wider than the whole view
+(an RTL-SDR inside a 20 MHz carrier); carriers switching on and off inside a frame; idle and
+loaded cells; FDD and TDD; every fading profile; and the receivers that record it (8-bit
+RTL-SDR and HackRF at their rates, USRP-class radios above). The shares are set here, in one
+place, and written into every data set's metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.synth.lte import LTE_BANDWIDTHS
+from monitor.synth.nr import NR_RB_TABLE
+from monitor.synth.scene import CarrierSpec, SceneSpec
+
+__all__ = ["SceneDistribution", "draw_scene"]
+
+CHANNELS = (None, "epa5", "eva5", "eva70", "etu70", "etu300", "tdla30-10", "tdlb100-400",
+            "tdlc300-100", "tdld30-10", "tdle30-10", "rayleigh70")
+NR_TDD_PATTERNS = (None, None, "DDDSU", "DDDDDDDSUU", "DDDSUDDSUU")
+SSB_PERIODS = (0.005, 0.01, 0.02, 0.02, 0.02, 0.04, 0.08, 0.16)
+
+
+@dataclass(frozen=True)
+class SceneDistribution:
+    """Shares and ranges of the random scenes (all probabilities per scene or per carrier)."""
+
+    snr_db: tuple[float, float] = (-10.0, 30.0)
+    p_empty: float = 0.08
+    carrier_counts: tuple[int, ...] = (1, 1, 1, 2, 2, 2, 3, 4)
+    p_nr: float = 0.5
+    p_switching: float = 0.15
+    p_idle: float = 0.15
+    p_inside: float = 0.35
+    max_cfo_hz: float = 3e3
+    max_sro_ppm: float = 20.0
+
+
+def draw_scene(
+    rng: np.random.Generator,
+    sample_rate: float,
+    duration: float,
+    dist: SceneDistribution = SceneDistribution(),  # noqa: B008 (frozen, so a safe default)
+    center_freq: float = 0.0,
+) -> SceneSpec:
+    """Draw one random scene at ``sample_rate`` lasting ``duration`` seconds."""
+    carriers: list[CarrierSpec] = []
+    if rng.random() >= dist.p_empty:
+        count = int(rng.choice(dist.carrier_counts))
+        kinds = [_draw_kind(rng, dist) for _ in range(count)]
+        widths = [_draw_bandwidth(rng, kind) for kind in kinds]
+        offsets = _place(rng, sample_rate, widths, inside=rng.random() < dist.p_inside)
+        for (label, scs), bw, offset in zip(kinds, widths, offsets, strict=True):
+            if offset is None:
+                continue
+            carriers.append(_draw_carrier(rng, dist, label, scs, bw, offset, duration))
+    return SceneSpec(
+        sample_rate=sample_rate,
+        duration=duration,
+        carriers=tuple(carriers),
+        center_freq=center_freq,
+        receiver=_draw_receiver(rng, sample_rate),
+        sro_ppm=float(rng.uniform(-dist.max_sro_ppm, dist.max_sro_ppm)),
+    )
+
+
+def _draw_kind(rng: np.random.Generator, dist: SceneDistribution) -> tuple[str, float]:
+    if rng.random() < dist.p_nr:
+        return "NR", float(rng.choice([15e3, 30e3, 30e3, 30e3]))
+    return "LTE", 15e3
+
+
+def _draw_bandwidth(rng: np.random.Generator, kind: tuple[str, float]) -> float:
+    label, scs = kind
+    if label == "LTE":
+        return float(rng.choice(sorted(LTE_BANDWIDTHS)))
+    allowed = sorted(bw for (bw, s) in NR_RB_TABLE if s == scs)
+    return float(rng.choice(allowed))
+
+
+def _place(
+    rng: np.random.Generator, sample_rate: float, widths: list[float], inside: bool
+) -> list[float | None]:
+    """Centres for carriers laid side by side along frequency, the run of them placed at random
+    over the view so that some are cut by its edges; None for those that miss the view.
+
+    ``inside``: put the view within the first carrier where it is wider than the view."""
+    half_view = sample_rate / 2
+    gaps = [float(rng.choice([0.0, rng.uniform(0.0, 0.5) * w])) for w in widths]
+    span = sum(widths) + sum(gaps[1:])
+    if inside and widths[0] > sample_rate:
+        left = -widths[0] / 2 + rng.uniform(-1, 1) * (widths[0] - sample_rate) / 2
+    else:
+        left = rng.uniform(-half_view - 0.5 * span, half_view - 0.5 * span)
+        left = float(np.clip(left, -half_view - span + 0.1 * widths[0], half_view))
+    centres: list[float | None] = []
+    edge = left
+    for i, (w, g) in enumerate(zip(widths, gaps, strict=True)):
+        low = edge + (g if i else 0.0)
+        high = low + w
+        edge = high
+        hits = high > -half_view * 0.98 and low < half_view * 0.98
+        centres.append(0.5 * (low + high) if hits else None)
+    return centres
+
+
+def _draw_carrier(
+    rng: np.random.Generator,
+    dist: SceneDistribution,
+    label: str,
+    scs: float,
+    bandwidth: float,
+    offset: float,
+    duration: float,
+) -> CarrierSpec:
+    load = 0.0 if rng.random() < dist.p_idle else float(rng.uniform(0.05, 1.0))
+    options: dict[str, Any] = {"load": load}
+    if label == "LTE":
+        options["cell_id"] = int(rng.integers(504))
+        options["n_ports"] = int(rng.choice([1, 2]))
+        options["cfi"] = int(rng.integers(1, 4))
+        if rng.random() < 0.3:
+            options["duplex"] = "tdd"
+            options["tdd_config"] = int(rng.integers(7))
+            options["special_subframe_config"] = int(rng.integers(10))
+    else:
+        options["cell_id"] = int(rng.integers(1008))
+        options["ssb_period_s"] = float(rng.choice(SSB_PERIODS))
+        options["l_max"] = int(rng.choice([4, 8]))
+        options["ssb_case"] = "A" if scs == 15e3 else str(rng.choice(["B", "C"]))
+        options["coreset_symbols"] = int(rng.integers(1, 4))
+        pattern = NR_TDD_PATTERNS[int(rng.integers(len(NR_TDD_PATTERNS)))]
+        if pattern is not None:
+            options["tdd_pattern"] = pattern
+    on = None
+    if rng.random() < dist.p_switching:
+        a, b = sorted(rng.uniform(-0.5, 1.5, size=2) * duration)
+        on = (max(0.0, float(a)), min(duration, float(b)))
+        if on[1] - on[0] < 0.1 * duration:
+            on = None
+    return CarrierSpec(
+        label=label,
+        bandwidth_hz=bandwidth,
+        offset_hz=float(offset),
+        snr_db=float(rng.uniform(*dist.snr_db)),
+        scs=scs,
+        on=on,
+        options=options,
+        channel=CHANNELS[int(rng.integers(len(CHANNELS)))],
+        cfo_hz=float(rng.uniform(-dist.max_cfo_hz, dist.max_cfo_hz)),
+    )
+
+
+def _draw_receiver(rng: np.random.Generator, sample_rate: float) -> str:
+    if sample_rate <= 3.2e6:
+        choices, weights = ("rtlsdr", "hackrf", "ideal"), (0.6, 0.25, 0.15)
+    elif sample_rate <= 20e6:
+        choices, weights = ("hackrf", "usrp", "ideal"), (0.6, 0.25, 0.15)
+    else:
+        choices, weights = ("usrp", "ideal"), (0.7, 0.3)
+    return str(rng.choice(choices, p=weights))
