@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sigmf
 from sigmf import SigMFFile
 
 from monitor import __version__
 from monitor.errors import InputError
-from monitor.synth.receiver import to_datatype
+from monitor.iq_formats import parse_datatype, to_raw
 
 __all__ = ["Annotation", "meta_and_data_paths", "write_recording"]
 
@@ -69,22 +70,22 @@ def write_recording(
         InputError: for an unknown datatype or a path that cannot be written.
     """
     meta_path, data_path = meta_and_data_paths(path)
-    raw = to_datatype(np.asarray(iq), datatype)
+    raw = to_raw(np.asarray(iq), parse_datatype(datatype))
     try:
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         raw.tofile(data_path)
         recording = SigMFFile(
             data_file=str(data_path),
             global_info={
-                SigMFFile.DATATYPE_KEY: datatype,
-                SigMFFile.SAMPLE_RATE_KEY: float(sample_rate),
-                SigMFFile.VERSION_KEY: "1.2.0",
-                SigMFFile.DESCRIPTION_KEY: description,
-                SigMFFile.RECORDER_KEY: f"prmnet-monitor {__version__}",
+                sigmf.DATATYPE_KEY: datatype,
+                sigmf.SAMPLE_RATE_KEY: float(sample_rate),
+                sigmf.VERSION_KEY: "1.2.0",
+                sigmf.DESCRIPTION_KEY: description,
+                sigmf.RECORDER_KEY: f"prmnet-monitor {__version__}",
                 **(extra_global or {}),
             },
         )
-        recording.add_capture(0, metadata={SigMFFile.FREQUENCY_KEY: float(center_freq)})
+        recording.add_capture(0, metadata={sigmf.FREQUENCY_KEY: float(center_freq)})
         for a in sorted(annotations, key=lambda a: a.start_sample):
             recording.add_annotation(a.start_sample, a.sample_count, metadata=a.to_sigmf())
         recording.tofile(str(meta_path), overwrite=True)
