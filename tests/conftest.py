@@ -11,7 +11,8 @@ import torch
 
 torch.set_num_threads(2)
 
-CAPTURES = Path(os.environ.get("PRMNET_CAPTURES", Path(__file__).parents[2] / "shared" / "captures"))
+DEFAULT_CAPTURES = Path(__file__).parents[2] / "shared" / "captures"
+CAPTURES = Path(os.environ.get("PRMNET_CAPTURES", DEFAULT_CAPTURES))
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,8 @@ def test_round_trip_within_one_step(name: str) -> None:
 
 def test_integer_conventions() -> None:
     cu8 = parse_datatype("cu8")
-    assert from_raw(np.array([0, 255], np.uint8), cu8)[0] == pytest.approx(-0.99609375 + 0.99609375j)
+    edge = 0.99609375
+    assert from_raw(np.array([0, 255], np.uint8), cu8)[0] == pytest.approx(-edge + edge * 1j)
     ci16 = parse_datatype("ci16_le")
     assert to_raw(np.array([1.5 - 1.5j]), ci16).tolist() == [32767, -32768]
     assert parse_datatype("ci16_be").dtype.byteorder == ">"
@@ -121,7 +122,7 @@ def test_bad_recordings_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="sample_rate"):
         open_recording(meta)
     data.unlink()
-    with pytest.raises(InputError, match="data file .* not found"):
+    with pytest.raises(InputError, match=r"data file .* not found"):
         open_recording(meta)
     with pytest.raises(InputError, match="directory"):
         open_recording(tmp_path)

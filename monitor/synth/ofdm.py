@@ -104,7 +104,7 @@ def modulate(
         return out
 
     # Symbol boundaries in output samples (real-valued), and the symbols that overlap the output.
-    bounds = (symbol_starts(grid) - start_time) * sample_rate
+    bounds = _snap((symbol_starts(grid) - start_time) * sample_rate)
     # One symbol more at the front, so the first visible symbol can cross-fade from it.
     first = max(int(np.searchsorted(bounds, 0.0, side="right")) - 2, 0)
     last = min(int(np.searchsorted(bounds, n_samples, side="left")), grid.n_symbols)
@@ -115,7 +115,7 @@ def modulate(
     # Phase of each symbol's useful part relative to the output sample grid: the useful part of
     # symbol s starts at u_s = bounds[s] + cp_s * fs (in samples); output sample n is at
     # n - u_s = n + a_s + f_s with a_s integer and 0 <= f_s < 1.
-    useful = bounds[symbols] + grid.cp_seconds[symbols] * sample_rate
+    useful = _snap(bounds[symbols] + grid.cp_seconds[symbols] * sample_rate)
     a = np.floor(-useful)
     frac = -useful - a
     cols = bins[keep]
@@ -158,6 +158,13 @@ def modulate(
     if residual_hz:
         out *= tone(residual_hz / sample_rate, n_samples)
     return out
+
+
+def _snap(samples: np.ndarray) -> np.ndarray:
+    """Positions within 1e-6 of a whole sample are that sample: the cumulative sums of symbol
+    lengths carry float rounding that would otherwise move a boundary by one sample."""
+    whole = np.round(samples)
+    return np.where(np.abs(samples - whole) < 1e-6, whole, samples)
 
 
 def tone(cycles_per_sample: float, n_samples: int, block: int = 4096) -> np.ndarray:
