@@ -42,13 +42,13 @@ from typing import Any, Literal
 import numpy as np
 
 from monitor.synth.ofdm import CarrierGrid
+from monitor.synth.sequences import gold_sequence
 
 __all__ = [
     "LTE_BANDWIDTHS",
     "LteConfig",
     "LteFrame",
     "LteRe",
-    "gold_sequence",
     "lte_frame",
     "lte_grid",
     "lte_occupied_hz",
@@ -71,7 +71,6 @@ _TS = 1.0 / 30.72e6  # basic time unit T_s, 36.211 4
 _CP_FIRST, _CP_OTHER = 160, 144  # normal CP in T_s, 36.211 table 6.12-1
 _SYMBOLS = 14  # per subframe, normal CP (7 per slot)
 _N_RB_MAX = 110  # N_RB^max,DL, 36.211 6.10.1.1
-_NC = 1600  # 36.211 7.2
 
 # Uplink-downlink configurations 0-6, subframes 0-9 (36.211 table 4.2-2).
 _TDD_PATTERNS = (
@@ -204,37 +203,6 @@ class LteFrame:
 def lte_occupied_hz(n_rb: int) -> float:
     """Occupied bandwidth of N_RB resource blocks plus the unused DC subcarrier, Hz."""
     return (12 * n_rb + 1) * SCS
-
-
-def gold_sequence(c_init: np.ndarray | int, length: int) -> np.ndarray:
-    """The length-31 Gold sequence c(n) of TS 36.211 7.2, for each initial value.
-
-    Parameters
-    ----------
-    c_init : array_like of int
-        Initial values of the second m-sequence, any shape.
-    length : int
-        Number of values n = 0 .. length - 1 to return.
-
-    Returns
-    -------
-    np.ndarray
-        uint8 of shape ``c_init.shape + (length,)``, values 0 or 1.
-    """
-    c_init = np.asarray(c_init, dtype=np.int64)
-    total = _NC + length
-    x1 = np.zeros(total, dtype=np.uint8)
-    x1[0] = 1
-    x2 = np.zeros((*c_init.shape, total), dtype=np.uint8)
-    x2[..., :31] = (c_init[..., None] >> np.arange(31)) & 1  # c_init = sum x2(i) 2^i
-    # x(n + 31) needs x(n) .. x(n + 3), so 28 consecutive values depend only on known ones.
-    for n0 in range(0, total - 31, 28):
-        n1 = min(n0 + 28, total - 31)
-        x1[n0 + 31 : n1 + 31] = x1[n0 + 3 : n1 + 3] ^ x1[n0:n1]
-        x2[..., n0 + 31 : n1 + 31] = (
-            x2[..., n0 + 3 : n1 + 3] ^ x2[..., n0 + 2 : n1 + 2] ^ x2[..., n0 + 1 : n1 + 1]
-        ) ^ x2[..., n0:n1]
-    return x1[_NC:] ^ x2[..., _NC:]
 
 
 def _crs_sequence(cell_id: int) -> np.ndarray:
