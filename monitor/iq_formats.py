@@ -15,7 +15,7 @@ import numpy as np
 
 from monitor.errors import InputError
 
-__all__ = ["IqFormat", "SUPPORTED", "from_raw", "parse_datatype", "to_raw"]
+__all__ = ["SUPPORTED", "IqFormat", "from_raw", "parse_datatype", "to_raw"]
 
 SUPPORTED = "cf32, cf64, ci8, ci16, ci32, cu8, cu16, cu32 (with _le or _be where multi-byte)"
 _DATATYPE = re.compile(r"^c([fiu])(8|16|32|64)(?:_(le|be))?$")

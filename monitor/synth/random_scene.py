@@ -46,7 +46,7 @@ def draw_scene(
     rng: np.random.Generator,
     sample_rate: float,
     duration: float,
-    dist: SceneDistribution = SceneDistribution(),  # noqa: B008 (frozen, so a safe default)
+    dist: SceneDistribution = SceneDistribution(),
     center_freq: float = 0.0,
 ) -> SceneSpec:
     """Draw one random scene at ``sample_rate`` lasting ``duration`` seconds."""
