@@ -153,7 +153,7 @@ def _synth_recording(args: argparse.Namespace) -> int:
         from monitor.synth.channel import parse_channel
 
         parse_channel(args.channel)
-    scene = render(spec, rng, keep_clean=False)
+    scene = render(spec, rng)
     datatype = {"cf32": "cf32_le", "ci16": "ci16_le"}.get(args.datatype, args.datatype)
     annotations = [
         Annotation(

@@ -82,7 +82,7 @@ def render_frame(
     return (
         image.astype(np.float16),
         class_mask(scene, geometry),
-        energy_mask(scene, spectrogram),
+        energy_mask(scene, geometry),
         meta,
     )
 

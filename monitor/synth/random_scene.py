@@ -39,7 +39,9 @@ class SceneDistribution:
     p_idle: float = 0.15
     p_inside: float = 0.35
     max_cfo_hz: float = 3e3
-    max_sro_ppm: float = 20.0
+    # A receiver's sample-rate offset (tens of ppm) moves a 40 ms frame by under a microsecond,
+    # far below a row: invisible in the image and costly to render, so off by default.
+    max_sro_ppm: float = 0.0
 
 
 def draw_scene(
@@ -66,7 +68,7 @@ def draw_scene(
         carriers=tuple(carriers),
         center_freq=center_freq,
         receiver=_draw_receiver(rng, sample_rate),
-        sro_ppm=float(rng.uniform(-dist.max_sro_ppm, dist.max_sro_ppm)),
+        sro_ppm=float(rng.uniform(-dist.max_sro_ppm, dist.max_sro_ppm)) if dist.max_sro_ppm else 0.0,
     )
 
 
@@ -80,7 +82,8 @@ def _draw_bandwidth(rng: np.random.Generator, kind: tuple[str, float]) -> float:
     label, scs = kind
     if label == "LTE":
         return float(rng.choice(sorted(LTE_BANDWIDTHS)))
-    allowed = sorted(bw for (bw, s) in NR_RB_TABLE if s == scs)
+    # an SSB spans 20 RB: narrower carriers at this SCS could not carry one
+    allowed = sorted(bw for (bw, s), n_rb in NR_RB_TABLE.items() if s == scs and n_rb >= 20)
     return float(rng.choice(allowed))
 
 
@@ -124,7 +127,8 @@ def _draw_carrier(
     if label == "LTE":
         options["cell_id"] = int(rng.integers(504))
         options["n_ports"] = int(rng.choice([1, 2]))
-        options["cfi"] = int(rng.integers(1, 4))
+        # TS 36.211 table 6.7-1: 1-3 control symbols, 2-4 for 10 RB or fewer
+        options["cfi"] = int(rng.integers(1, 4)) + (1 if bandwidth < 3e6 else 0)
         if rng.random() < 0.3:
             options["duplex"] = "tdd"
             options["tdd_config"] = int(rng.integers(7))
@@ -135,6 +139,8 @@ def _draw_carrier(
         options["l_max"] = int(rng.choice([4, 8]))
         options["ssb_case"] = "A" if scs == 15e3 else str(rng.choice(["B", "C"]))
         options["coreset_symbols"] = int(rng.integers(1, 4))
+        # TS 38.211 7.4.1.1.2: the first DMRS symbol (2 or 3) follows a CORESET of up to 3
+        options["dmrs_type_a_position"] = max(2, options["coreset_symbols"])
         pattern = NR_TDD_PATTERNS[int(rng.integers(len(NR_TDD_PATTERNS)))]
         if pattern is not None:
             options["tdd_pattern"] = pattern

@@ -35,6 +35,7 @@ from monitor.synth.ofdm import CarrierGrid, modulate, symbol_starts
 __all__ = [
     "CarrierSpec",
     "CarrierTruth",
+    "PlacedGrid",
     "Scene",
     "SceneSpec",
     "nominal_edges",
@@ -118,19 +119,25 @@ class CarrierTruth:
         return self.freq_high_hz - self.freq_low_hz
 
 
+@dataclass(frozen=True)
+class PlacedGrid:
+    """A carrier's resource grid as it was sent: grid time ``start_time`` is the scene's first
+    sample, and the carrier centre sits ``offset_hz`` from the scene's centre frequency."""
+
+    grid: CarrierGrid
+    start_time: float
+    offset_hz: float
+
+
 @dataclass
 class Scene:
-    """A rendered scene: received IQ, truth, and each carrier's transmitted signal.
-
-    ``clean`` holds each carrier's signal before the channel and the receiver, at the scene rate,
-    in the same units as the receiver-input noise (unit power): truth masks of where energy was
-    sent are measured on it.
-    """
+    """A rendered scene: received IQ, truth, and each carrier's grid as sent (``sent``, in the
+    order of ``carriers``), from which the masks of where energy was sent are made."""
 
     iq: np.ndarray
     spec: SceneSpec
     carriers: list[CarrierTruth]
-    clean: list[np.ndarray]
+    sent: list[PlacedGrid]
 
 
 def nominal_edges(spec: CarrierSpec) -> tuple[float, float]:
@@ -146,13 +153,12 @@ def synthesis_rate(sample_rate: float, spacings: Sequence[float]) -> float:
     return math.ceil(sample_rate / 1.92e6 - 1e-9) * 1.92e6
 
 
-def render(spec: SceneSpec, rng: np.random.Generator, keep_clean: bool = True) -> Scene:
+def render(spec: SceneSpec, rng: np.random.Generator) -> Scene:
     """Render a scene into received IQ and truth.
 
     Args:
         spec: the scene.
         rng: the only source of randomness (same seed, same bytes).
-        keep_clean: keep each carrier's transmitted signal (for energy masks).
 
     Raises:
         InputError: for a carrier the generators cannot make.
@@ -166,23 +172,21 @@ def render(spec: SceneSpec, rng: np.random.Generator, keep_clean: bool = True) -
     n_syn = math.ceil(n_out / ratio) + 64
     total = np.zeros(n_syn, dtype=np.complex64)
     truths: list[CarrierTruth] = []
-    clean: list[np.ndarray] = []
+    sent_grids: list[PlacedGrid] = []
     for carrier in spec.carriers:
         grid, occupied, cell_id = _carrier_grid(carrier, spec.duration, rng)
         start_time = _LEAD_SECONDS + rng.uniform(0.0, 1e-3)  # grid time of the first sample
         on_start, on_stop = carrier.on if carrier.on is not None else (0.0, spec.duration)
         grid = _gate(grid, start_time, on_start, on_stop)
         amplitude = math.sqrt(10 ** (carrier.snr_db / 10) * carrier.scs / fs)
-        sent = amplitude * modulate(grid, fs_syn, n_syn, start_time, carrier.offset_hz)
-        received = sent
+        received = amplitude * modulate(grid, fs_syn, n_syn, start_time, carrier.offset_hz)
         profile = channel.parse_channel(carrier.channel) if carrier.channel else None
         if profile is not None:
             received = channel.apply_fading(received, fs_syn, profile, rng)
         if carrier.cfo_hz:
             received = channel.apply_offsets(received, fs_syn, cfo_hz=carrier.cfo_hz)
         total += received
-        if keep_clean:
-            clean.append(_resample(sent, ratio)[:n_out])
+        sent_grids.append(PlacedGrid(grid, start_time, carrier.offset_hz))
         low, high = nominal_edges(carrier)
         first = max(0, round(on_start * fs))
         stop = min(n_out, round(on_stop * fs))
@@ -207,7 +211,7 @@ def render(spec: SceneSpec, rng: np.random.Generator, keep_clean: bool = True) -
     noise = rng.standard_normal((n_out, 2), dtype=np.float32).view(np.complex64)[:, 0]
     scene = scene + noise * np.float32(math.sqrt(0.5))
     iq = receiver.apply_receiver(scene, fs, receiver.RECEIVERS[spec.receiver], rng)
-    return Scene(iq=iq.astype(np.complex64), spec=spec, carriers=truths, clean=clean)
+    return Scene(iq=iq.astype(np.complex64), spec=spec, carriers=truths, sent=sent_grids)
 
 
 def parse_carrier(text: str) -> CarrierSpec:
@@ -277,7 +281,8 @@ def _carrier_grid(
     options = dict(spec.options)
     try:
         if spec.label == "LTE":
-            config = lte.LteConfig.from_bandwidth(spec.bandwidth_hz, rng=rng, **options)
+            options.setdefault("cell_id", int(rng.integers(504)))
+            config = lte.LteConfig.from_bandwidth(spec.bandwidth_hz, **options)
             subframes = math.ceil(span / 1e-3)
             grid = lte_grid_at_random_phase(config, subframes, rng)
             half = 6 * config.n_rb * spec.scs

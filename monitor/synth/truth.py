@@ -6,21 +6,23 @@ Two masks per frame, both (height, width) uint8 with the class of every pixel (0
 - the class mask, in the reference convention: a carrier owns every pixel whose centre lies
   within its nominal channel bandwidth (centre +- BW/2), in every row whose centre time lies
   within its on-time, whether or not a resource element was sent there;
-- the energy mask: a carrier owns the pixels where what it actually sent (before channel and
-  receiver) has at least a tenth of the power of a fully loaded carrier (-10 dB), i.e. where
-  resource elements were sent over at least about a tenth of the pixel.
+- the energy mask: a carrier owns the pixels where it sent resource elements over at least a
+  tenth of the pixel's time-frequency area (energy-weighted: the pixel's share of a fully loaded
+  carrier's energy is at least 0.1). It is computed from the grids as sent, before channel and
+  receiver, so it says what the transmitter did, free of leakage, fading and noise.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import torch
 
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.spectrogram import Spectrogram
-from monitor.synth.scene import LABELS, Scene
+from monitor.synth.ofdm import symbol_starts
+from monitor.synth.scene import LABELS, PlacedGrid, Scene
 
-__all__ = ["CLASS_INDEX", "ENERGY_FRACTION", "class_mask", "energy_mask"]
+__all__ = ["CLASS_INDEX", "ENERGY_FRACTION", "class_mask", "energy_mask", "sent_fraction"]
 
 CLASS_INDEX = {label: i + 1 for i, label in enumerate(LABELS)}
 ENERGY_FRACTION = 0.1
@@ -39,19 +41,44 @@ def class_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.nd
     return mask
 
 
-def energy_mask(
-    scene: Scene, spectrogram: Spectrogram, start_sample: int = 0
-) -> np.ndarray:
-    """Where each carrier actually sent energy in the frame starting at ``start_sample``.
-
-    Needs the scene rendered with ``keep_clean=True``.
-    """
-    g = spectrogram.geometry
-    mask = np.zeros((g.height, g.width), dtype=np.uint8)
-    stop = start_sample + g.frame_samples
-    for carrier, sent in zip(scene.carriers, scene.clean, strict=True):
-        power = spectrogram.power(torch.from_numpy(np.ascontiguousarray(sent[start_sample:stop])))
-        # A fully loaded carrier's pixel holds snr * (noise power per pixel) = snr / width.
-        full = 10 ** (carrier.snr_db / 10) / g.width
-        mask[(power >= ENERGY_FRACTION * full).numpy()] = CLASS_INDEX[carrier.label]
+def energy_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.ndarray:
+    """Where each carrier actually sent energy in the frame starting at ``start_sample``."""
+    mask = np.zeros((geometry.height, geometry.width), dtype=np.uint8)
+    for carrier, placed in zip(scene.carriers, scene.sent, strict=True):
+        fraction = sent_fraction(placed, geometry, start_sample)
+        mask[fraction >= ENERGY_FRACTION] = CLASS_INDEX[carrier.label]
     return mask
+
+
+def sent_fraction(placed: PlacedGrid, geometry: Geometry, start_sample: int = 0) -> np.ndarray:
+    """Per pixel, the energy the carrier sent over what a fully loaded carrier would send there.
+
+    Each symbol goes to the row holding its centre time; each subcarrier's band is spread evenly
+    over the pixels it covers. Pixels no resource element reaches read 0.
+    """
+    g = geometry
+    grid = placed.grid
+    starts = symbol_starts(grid)
+    centres = 0.5 * (starts[:-1] + starts[1:]) - placed.start_time  # scene seconds
+    rows = np.floor((centres * g.sample_rate - start_sample) / g.samples_per_row).astype(np.int64)
+    in_frame = (rows >= 0) & (rows < g.height)
+    if not in_frame.any():
+        return np.zeros((g.height, g.width))
+    # Points spread evenly across each subcarrier's band, at most half a pixel apart.
+    points = max(1, math.ceil(2 * grid.scs / g.pixel_hz))
+    spread = (np.arange(points) + 0.5) / points - 0.5
+    sc = grid.first_subcarrier + np.arange(grid.values.shape[1])
+    freqs = placed.offset_hz + (sc[:, None] + spread[None, :]) * grid.scs
+    cols = np.floor(freqs / g.pixel_hz + 0.5).astype(np.int64) + g.width // 2
+    in_view = (cols >= 0) & (cols < g.width)
+    energy = np.abs(grid.values[in_frame]) ** 2  # (symbols, subcarriers)
+    r = np.broadcast_to(rows[in_frame][:, None, None], (*energy.shape, points))
+    c = np.broadcast_to(cols[None, :, :], r.shape)
+    e = np.broadcast_to(energy[:, :, None], r.shape)
+    keep = np.broadcast_to(in_view[None, :, :], r.shape)
+    flat = r[keep] * g.width + c[keep]
+    sent = np.bincount(flat, weights=e[keep], minlength=g.height * g.width)
+    slots = np.bincount(flat, minlength=g.height * g.width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(slots > 0, sent / np.maximum(slots, 1), 0.0)
+    return fraction.reshape(g.height, g.width)
