@@ -34,6 +34,17 @@ def test_round_trip_within_one_step(name: str) -> None:
     assert np.max(np.abs(y.imag - x.imag)) <= 0.5 * fmt.scale + 1e-7
 
 
+@pytest.mark.parametrize(("name", "dtype"), [("cu8", np.uint8), ("ci8", np.int8),
+                                             ("ci16_le", np.int16)])
+def test_round_trip_is_exact_on_every_code(name: str, dtype: type) -> None:
+    fmt = parse_datatype(name)
+    codes = np.arange(np.iinfo(dtype).min, np.iinfo(dtype).max + 1).astype(dtype)
+    codes = np.concatenate([codes, codes[::-1]])  # I and Q take every code
+    samples = from_raw(codes, fmt)
+    assert np.abs(samples.view(np.float32)).max() <= 1.0
+    np.testing.assert_array_equal(to_raw(samples, fmt), codes)
+
+
 def test_integer_conventions() -> None:
     cu8 = parse_datatype("cu8")
     edge = 0.99609375

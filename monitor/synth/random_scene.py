@@ -68,8 +68,13 @@ def draw_scene(
         carriers=tuple(carriers),
         center_freq=center_freq,
         receiver=_draw_receiver(rng, sample_rate),
-        sro_ppm=float(rng.uniform(-dist.max_sro_ppm, dist.max_sro_ppm)) if dist.max_sro_ppm else 0.0,
+        sro_ppm=_draw_symmetric(rng, dist.max_sro_ppm),
     )
+
+
+def _draw_symmetric(rng: np.random.Generator, limit: float) -> float:
+    """Uniform in [-limit, limit]; 0 (drawing nothing) where limit is 0."""
+    return float(rng.uniform(-limit, limit)) if limit else 0.0
 
 
 def _draw_kind(rng: np.random.Generator, dist: SceneDistribution) -> tuple[str, float]:
@@ -159,7 +164,7 @@ def _draw_carrier(
         on=on,
         options=options,
         channel=CHANNELS[int(rng.integers(len(CHANNELS)))],
-        cfo_hz=float(rng.uniform(-dist.max_cfo_hz, dist.max_cfo_hz)),
+        cfo_hz=_draw_symmetric(rng, dist.max_cfo_hz),
     )
 
 
