@@ -66,11 +66,16 @@ def write_recording(
 ) -> Path:
     """Write ``iq`` (complex, full scale +-1) as a SigMF recording; return the meta path.
 
+    Annotation fields outside the ``core`` namespace (``prmnet:snr_db``, say) are declared as
+    optional extensions, as SigMF asks.
+
     Raises:
         InputError: for an unknown datatype or a path that cannot be written.
     """
     meta_path, data_path = meta_and_data_paths(path)
     raw = to_raw(np.asarray(iq), parse_datatype(datatype))
+    annotations = list(annotations)
+    namespaces = sorted({key.split(":")[0] for a in annotations for key in a.extra} - {"core"})
     try:
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         raw.tofile(data_path)
@@ -82,6 +87,9 @@ def write_recording(
                 sigmf.VERSION_KEY: "1.2.0",
                 sigmf.DESCRIPTION_KEY: description,
                 sigmf.RECORDER_KEY: f"prmnet-monitor {__version__}",
+                sigmf.EXTENSIONS_KEY: [
+                    {"name": ns, "version": __version__, "optional": True} for ns in namespaces
+                ],
                 **(extra_global or {}),
             },
         )

@@ -1,0 +1,165 @@
+"""Scenes: SNR as defined, masks that line up with the energy, placement, reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monitor.cli import prmnet_main
+from monitor.dsp.geometry import Geometry
+from monitor.dsp.spectrogram import Spectrogram
+from monitor.errors import InputError
+from monitor.sources.files import open_recording
+from monitor.synth.dataset import DatasetRequest, generate_dataset
+from monitor.synth.random_scene import draw_scene
+from monitor.synth.scene import CarrierSpec, SceneSpec, parse_carrier, render
+from monitor.synth.truth import class_mask, energy_mask, sent_fraction
+
+
+def _power(scene, geometry: Geometry) -> np.ndarray:
+    x = torch.from_numpy(np.ascontiguousarray(scene.iq[: geometry.frame_samples]))
+    return Spectrogram(geometry).power(x).numpy()
+
+
+@pytest.mark.parametrize(
+    ("label", "bw", "scs", "snr"),
+    [("LTE", 10e6, 15e3, 0.0), ("LTE", 5e6, 15e3, 12.0), ("NR", 10e6, 30e3, 6.0),
+     ("NR", 15e6, 15e3, 20.0)],
+)
+def test_snr_is_the_psd_ratio_of_sent_resource_elements(
+    label: str, bw: float, scs: float, snr: float
+) -> None:
+    """Measured in-band PSD over the noise PSD matches the request, once the share of resource
+    elements actually sent (known from the grid) is accounted for."""
+    rate = 19.2e6
+    g = Geometry.for_rate(rate)
+    carrier = CarrierSpec(label, bw, 0.0, snr, scs, options={"load": 1.0})
+    scene = render(SceneSpec(rate, g.frame_seconds, (carrier,)), np.random.default_rng(1))
+    power = _power(scene, g) * g.width  # noise reads 1 per pixel
+    freqs = g.pixel_centres()
+    inside = np.abs(freqs) < 0.4 * bw
+    outside = np.abs(freqs) > 0.5 * bw + 1e6
+    noise = power[:, outside].mean()
+    assert noise == pytest.approx(1.0, rel=0.05)
+    fraction = sent_fraction(scene.sent[0], g)[:, inside].mean()
+    measured = 10 * np.log10((power[:, inside].mean() / noise - 1) / fraction)
+    assert measured == pytest.approx(snr, abs=0.5)
+
+
+def test_masks_line_up_with_the_measured_energy() -> None:
+    rate = 61.44e6
+    g = Geometry.for_rate(rate)
+    carriers = (
+        CarrierSpec("LTE", 20e6, -15e6, 25.0, options={"load": 0.8}),
+        CarrierSpec("NR", 20e6, 12e6, 25.0, 30e3, options={"load": 0.7}),
+    )
+    scene = render(SceneSpec(rate, g.frame_seconds, carriers), np.random.default_rng(2))
+    labels = class_mask(scene, g)
+    sent = energy_mask(scene, g)
+    db = 10 * np.log10(_power(scene, g) * g.width)
+    # class mask: 20 MHz / 240 kHz = 83 or 84 columns per carrier, at the right place
+    for cls, centre in ((1, -15e6), (2, 12e6)):
+        cols = np.flatnonzero((labels == cls).all(axis=0))
+        assert len(cols) in (83, 84)
+        assert abs(g.pixel_centres()[cols].mean() - centre) < g.pixel_hz
+    # energy sent: 25 dB over the floor (fading-free), minus a margin for the pixel's share
+    assert np.median(db[sent > 0]) > 20
+    # no energy where nothing was sent: the floor, but for a pixel of leakage at the edges
+    quiet = (labels == 0) & (np.convolve((labels.max(axis=0) > 0), [1, 1, 1], "same") == 0)
+    assert np.median(db[quiet]) < 1.0
+    # energy only inside the class mask, classes agree
+    assert np.all(labels[sent > 0] == sent[sent > 0])
+
+
+def test_a_carrier_wider_than_the_view_fills_it() -> None:
+    rate = 1.92e6
+    g = Geometry.for_rate(rate)
+    carrier = CarrierSpec("LTE", 20e6, 3e6, 15.0, options={"load": 0.5})
+    scene = render(SceneSpec(rate, g.frame_seconds, (carrier,), receiver="rtlsdr"),
+                   np.random.default_rng(3))
+    assert np.all(class_mask(scene, g) == 1)
+    assert scene.iq.dtype == np.complex64 and len(scene.iq) == g.frame_samples
+    # an idle LTE carrier still sends reference signals in every row
+    assert (energy_mask(scene, g) == 1).any(axis=1).mean() > 0.9
+
+
+def test_switching_carrier_is_labelled_only_while_on() -> None:
+    rate = 19.2e6
+    g = Geometry.for_rate(rate)
+    carrier = CarrierSpec("NR", 10e6, 0.0, 20.0, 30e3, on=(0.010, 0.025), options={"load": 1.0})
+    scene = render(SceneSpec(rate, g.frame_seconds, (carrier,)), np.random.default_rng(4))
+    rows = np.flatnonzero((class_mask(scene, g) == 2).any(axis=1))
+    assert rows[0] == pytest.approx(0.010 / g.row_seconds, abs=1)
+    assert rows[-1] == pytest.approx(0.025 / g.row_seconds, abs=1)
+    db = 10 * np.log10(_power(scene, g) * g.width)[:, np.abs(g.pixel_centres()) < 3e6].mean(1)
+    assert db[: rows[0] - 2].max() < 2 and db[rows[-1] + 2 :].max() < 2
+    assert db[rows[0] + 2 : rows[-1] - 2].min() > 10
+
+
+def test_same_seed_same_bytes() -> None:
+    spec = draw_scene(np.random.default_rng(9), 19.2e6, 0.01)
+    a = render(spec, np.random.default_rng(10)).iq
+    b = render(spec, np.random.default_rng(10)).iq
+    c = render(spec, np.random.default_rng(11)).iq
+    assert a.tobytes() == b.tobytes()
+    assert spec.carriers == () or a.tobytes() != c.tobytes()
+
+
+def test_dataset_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
+    request = DatasetRequest(frames=5, rates=(1.92e6, 2.4e6), seed=3, shard_size=2)
+    one = generate_dataset(tmp_path / "one", request, workers=1, progress=False)
+    two = generate_dataset(tmp_path / "two", request, workers=2, progress=False)
+    for shard in sorted(p.name for p in one.glob("shard-*")):
+        for name in ("images.npy", "labels.npy", "energy.npy", "frames.jsonl"):
+            assert (one / shard / name).read_bytes() == (two / shard / name).read_bytes()
+    images = np.load(one / "shard-00002" / "images.npy", mmap_mode="r")
+    assert images.shape == (1, 256, 256) and images.dtype == np.float16
+    manifest = json.loads((one / "dataset.json").read_text())
+    assert manifest["request"]["frames"] == 5
+    # resuming finds every shard done; a different request is refused
+    generate_dataset(one, request, workers=1, progress=False)
+    with pytest.raises(ValueError, match="different data set"):
+        generate_dataset(one, DatasetRequest(frames=6, rates=(1.92e6,)), progress=False)
+
+
+def test_parse_carrier_forms() -> None:
+    c = parse_carrier("lte:bw=20e6,offset=-10e6,snr=15,duplex=tdd,config=2,load=0.5")
+    assert (c.label, c.bandwidth_hz, c.offset_hz, c.snr_db) == ("LTE", 20e6, -10e6, 15.0)
+    assert c.options == {"duplex": "tdd", "tdd_config": 2, "load": 0.5}
+    n = parse_carrier("nr:bw=40e6,scs=30e3,offset=15e6,snr=10,ssb_period=20e-3,load=0.3,on=0:0.01")
+    assert (n.label, n.scs, n.on, n.options["ssb_period_s"]) == ("NR", 30e3, (0.0, 0.01), 0.02)
+    for bad in ("wifi:bw=20e6", "lte", "lte:bw", "lte:bw=7e6", "nr:bw=40e6,scs=45e3",
+                "lte:bw=20e6,scs=30e3", "lte:bw=20e6,duplex=tdd,config=9"):
+        with pytest.raises(InputError):
+            parse_carrier(bad)
+
+
+def test_synth_recording_command_writes_annotated_sigmf(tmp_path: Path) -> None:
+    out = tmp_path / "pair.sigmf-meta"
+    status = prmnet_main([
+        "synth", "recording", str(out), "--rate", "19.2e6", "--duration", "0.02",
+        "--fc", "2.6e9", "--seed", "4", "--datatype", "ci16",
+        "--carrier", "lte:bw=5e6,offset=-5e6,snr=15",
+        "--carrier", "nr:bw=10e6,scs=30e3,offset=4e6,snr=10,on=0.005:0.015",
+        "--channel", "epa5", "--receiver", "hackrf",
+    ])
+    assert status == 0
+    rec = open_recording(out)
+    assert (rec.sample_rate, rec.center_freq, len(rec)) == (19.2e6, 2.6e9, 384000)
+    ann = {a["core:label"]: a for a in rec.meta["annotations"]}
+    assert ann["LTE"]["core:freq_lower_edge"] == pytest.approx(2.6e9 - 7.5e6)
+    assert ann["LTE"]["core:freq_upper_edge"] == pytest.approx(2.6e9 - 2.5e6)
+    assert ann["NR"]["core:sample_start"] == 96000
+    assert ann["NR"]["core:sample_count"] == 192000
+
+
+def test_synth_recording_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
+    status = prmnet_main(["synth", "recording", str(tmp_path / "x.sigmf-meta"), "--rate", "1e6",
+                          "--duration", "0.01", "--carrier", "lte:bw=3e6,snr=oops"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "bad --carrier" in err[0]
+    assert not (tmp_path / "x.sigmf-data").exists()
