@@ -1,0 +1,132 @@
+"""Tests of engines.prmnet, engines.unet and engines.complexity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engines.complexity import conv_flops, param_count
+from engines.prmnet import (
+    MODEL_CONFIGS,
+    PRMNet,
+    create_model,
+    prmnet,
+    prmnet_w8,
+    probabilities,
+)
+from engines.unet import UNET_CONFIGS, unet_matching_flops
+
+PUBLISHED_PARAMS = 14_495_203
+
+
+def _meta_model(name: str) -> nn.Module:
+    with torch.device("meta"):
+        return create_model(name)
+
+
+def test_published_parameter_count() -> None:
+    assert param_count(_meta_model("prmnet")) == PUBLISHED_PARAMS
+    with torch.device("meta"):
+        assert param_count(PRMNet()) == PUBLISHED_PARAMS
+
+
+def test_published_body_has_35_convs_at_5x5_and_a_1x1_projection() -> None:
+    body = _meta_model("prmnet").body
+    convs = [m for m in body.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(m.kernel_size == (5, 5) and m.out_channels == 128 for m in convs) == 35
+    assert [m.kernel_size for m in convs if m.kernel_size != (5, 5)] == [(1, 1)]
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CONFIGS))
+def test_forward_returns_finite_logits_of_input_size(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.randn(2, MODEL_CONFIGS[name]["in_chans"], 64, 64)
+    with torch.inference_mode():
+        logits = model(x)
+    assert logits.shape == (2, 3, 64, 64)
+    assert torch.isfinite(logits).all()
+
+
+def test_probabilities_sum_to_one_over_classes() -> None:
+    torch.manual_seed(0)
+    probs = probabilities(10 * torch.randn(2, 3, 8, 8))
+    assert torch.allclose(probs.sum(dim=1), torch.ones(2, 8, 8))
+    assert (probs >= 0).all()
+
+
+def test_spare_head_norms_do_not_change_the_output() -> None:
+    torch.manual_seed(0)
+    with_norms = prmnet_w8(spare_head_norms=True).eval()
+    without = prmnet_w8(spare_head_norms=False).eval()
+    without.load_state_dict(with_norms.state_dict(), strict=False)
+    x = torch.randn(1, 1, 16, 16)
+    with torch.inference_mode():
+        assert torch.equal(with_norms(x), without(x))
+    assert param_count(with_norms) - param_count(without) == 2 * (8 + 4)
+
+
+def test_width8_reduces_loss_on_one_tiny_batch() -> None:
+    torch.manual_seed(0)
+    model = prmnet_w8()
+    x = torch.randn(2, 1, 32, 32)
+    target = (x[:, 0] > 0.5).long() + (x[:, 0] > 1.5).long()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), target)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.85 * losses[0]
+
+
+def test_conv_flops_of_a_single_conv() -> None:
+    conv = nn.Conv2d(3, 8, kernel_size=3, padding=1)
+    # 2 images x 8 channels x 10 x 12 outputs, each 3 x 3 x 3 = 27 multiply-adds.
+    assert conv_flops(conv, (2, 3, 10, 12)) == 2 * (2 * 8 * 10 * 12) * 27
+    assert conv_flops(nn.Linear(5, 7), (4, 5)) == 2 * 4 * 7 * 5
+
+
+def test_conv_flops_restores_training_mode() -> None:
+    model = prmnet_w8()
+    conv_flops(model, (1, 1, 16, 16))
+    assert model.training
+
+
+def test_unet_s_matches_prmnet_w16_flops_at_256() -> None:
+    target = conv_flops(_meta_model("prmnet_w16"), (1, 1, 256, 256))
+    unet = conv_flops(_meta_model("unet_s"), (1, 1, 256, 256))
+    assert abs(unet - target) <= 0.15 * target
+
+
+def test_unet_matching_flops_finds_unet_s() -> None:
+    target = conv_flops(_meta_model("prmnet_w16"), (1, 1, 256, 256))
+    unet = unet_matching_flops(target, in_chans=1, input_hw=(256, 256))
+    assert unet.classifier.in_channels == UNET_CONFIGS["unet_s"]["base_width"]
+
+
+@pytest.mark.parametrize("name", ["prmnet_w8", "unet_s"])
+def test_input_size_not_a_multiple_raises_clear_error(name: str) -> None:
+    model = create_model(name)
+    with pytest.raises(ValueError, match="must be multiples of"):
+        model(torch.zeros(1, 1, 60, 64))
+
+
+def test_wrong_channel_count_raises_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        prmnet_w8()(torch.zeros(1, 3, 64, 64))
+
+
+def test_unknown_model_name_raises() -> None:
+    with pytest.raises(ValueError, match="unknown model 'prmnet_w7'"):
+        create_model("prmnet_w7")
+
+
+def test_entry_point_overrides_config() -> None:
+    model = prmnet(in_chans=1, width=8, ms_width=2, head_width=8, head_mid_width=4)
+    assert model.in_chans == 1
+    assert model.body.proj.out_channels == 8
