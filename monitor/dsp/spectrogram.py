@@ -42,9 +42,12 @@ class Spectrogram:
         self.device = torch.device(device)
         g = geometry
         window = torch.hann_window(g.nfft, periodic=True, dtype=torch.float32, device=self.device)
-        # Bin power = |FFT(w x)|^2 / (nfft * sum(w^2)): noise of power s reads s / nfft per bin.
+        # Bin power = |FFT(w x)|^2 / (nfft * sum(w^2)): noise of power s reads s / nfft per bin;
+        # the mean over segments is folded in too.
         scale = 1.0 / (g.nfft * float((window**2).sum()) * g.segments)
-        self._window = window * scale**0.5
+        # (-1)^n moves 0 Hz to the middle bin: the FFT comes out in fftshift order.
+        alternate = 1.0 - 2.0 * (torch.arange(g.nfft, device=self.device) % 2)
+        self._window = (window * alternate * scale**0.5).to(torch.complex64)
         starts = torch.as_tensor(g.segment_starts(), device=self.device)
         self._index = starts[:, None] + torch.arange(g.nfft, device=self.device)
 
@@ -61,9 +64,9 @@ class Spectrogram:
         rows = samples.reshape(*samples.shape[:-1], -1, g.samples_per_row)
         if rows.shape[-2] == 0:
             return torch.zeros(*rows.shape[:-1], g.width, device=self.device)
-        segments = rows[..., self._index] * self._window
-        spectrum = torch.fft.fft(segments, dim=-1)
-        bins = torch.fft.fftshift(spectrum.real**2 + spectrum.imag**2, dim=-1).sum(dim=-2)
+        segments = rows[..., self._index]
+        spectrum = torch.fft.fft(segments.mul_(self._window), dim=-1)
+        bins = (spectrum.real**2 + spectrum.imag**2).sum(dim=-2)
         return self._pool(bins)
 
     def rows(self, samples: torch.Tensor) -> torch.Tensor:
