@@ -123,6 +123,10 @@ class LteConfig:
         Control region length in symbols: 1-3, or 2-4 when N_RB <= 10 (36.211 table 6.7-1).
     load : float
         Mean fraction of resource blocks carrying PDSCH, 0-1; each subframe draws its own.
+    load_steadiness : float
+        How alike the subframes' loads are: they are Beta-distributed with mean ``load`` and
+        concentration ``load_steadiness`` (2: bursty, near all-or-nothing; 50: steady traffic,
+        every subframe close to ``load``).
     """
 
     n_rb: int = 50
@@ -133,6 +137,7 @@ class LteConfig:
     special_subframe_config: int = 7
     cfi: int = 2
     load: float = 0.5
+    load_steadiness: float = 2.0
 
     def __post_init__(self) -> None:
         if self.n_rb not in LTE_BANDWIDTHS.values():
@@ -152,6 +157,8 @@ class LteConfig:
             raise ValueError(f"CFI {self.cfi} is not in {low}-{low + 2} for {self.n_rb} RB")
         if not 0.0 <= self.load <= 1.0:
             raise ValueError(f"load {self.load} is not in 0-1")
+        if not self.load_steadiness > 0:
+            raise ValueError(f"load steadiness {self.load_steadiness} must be positive")
 
     @classmethod
     def from_bandwidth(cls, bandwidth_hz: float, **fields: Any) -> LteConfig:
@@ -299,11 +306,13 @@ def _allocate(rng: np.random.Generator, n_rb: int, loads: np.ndarray) -> np.ndar
     return np.select([shape == 0, shape == 1], [contiguous, groups], scattered)
 
 
-def _subframe_loads(rng: np.random.Generator, load: float, n_sub: int) -> np.ndarray:
+def _subframe_loads(
+    rng: np.random.Generator, load: float, steadiness: float, n_sub: int
+) -> np.ndarray:
     """Per-subframe RB occupancy: Beta-distributed over 0-1 with mean ``load``."""
     if load <= 0.0 or load >= 1.0:
         return np.full(n_sub, float(load >= 1.0))
-    return rng.beta(2.0 * load, 2.0 * (1.0 - load), size=n_sub)
+    return rng.beta(steadiness * load, steadiness * (1.0 - load), size=n_sub)
 
 
 def lte_frame(
@@ -403,7 +412,7 @@ def lte_frame(
     pbch[np.ix_(rows[l_sf[rows] <= 8], central[central % 3 == v_shift % 3])] = False
     busy[np.ix_(rows, central)] = True
 
-    loads = _subframe_loads(rng, config.load, n_subframes)
+    loads = _subframe_loads(rng, config.load, config.load_steadiness, n_subframes)
     rb_alloc = _allocate(rng, n_rb, loads) & has_pdsch[:, None]
     bits = rng.choice(np.array([2, 4, 6], dtype=np.uint8), size=n_subframes)
     pdsch_bits = np.where(rb_alloc.any(axis=1), bits, 0).astype(np.uint8)

@@ -131,6 +131,7 @@ def _draw_carrier(
     options: dict[str, Any] = {"load": load}
     if label == "LTE":
         options["cell_id"] = int(rng.integers(504))
+        options["load_steadiness"] = float(np.exp(rng.uniform(np.log(1.5), np.log(60.0))))
         options["n_ports"] = int(rng.choice([1, 2]))
         # TS 36.211 table 6.7-1: 1-3 control symbols, 2-4 for 10 RB or fewer
         options["cfi"] = int(rng.integers(1, 4)) + (1 if bandwidth < 3e6 else 0)

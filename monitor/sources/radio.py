@@ -1,0 +1,297 @@
+"""What every radio source shares: device names, DC spike removal, sample accounting, backoff.
+
+A radio's stream is stamped here: :class:`BlockStamper` turns the samples a radio delivers into
+:class:`~monitor.sources.base.IQBlock` with absolute sample indices, wall-clock times derived from
+those indices, and every sample that never reached the monitor in ``lost_before`` and in
+:class:`RadioStats`. Two kinds of missing samples are kept apart:
+
+- *lost*: the radio or the link dropped them (a driver overflow, a full transfer queue, the gap
+  while a lost radio is reconnected, estimated from the wall clock);
+- *discarded*: the source threw them away on purpose, the settle time after a retune or a
+  reconnect, when the samples still belong to the old frequency or an unsettled tuner.
+
+Both advance the sample index (``lost_before`` holds their sum), so time stays exact; the stats
+say which was which. Samples before the first block (the settle time after the first connection)
+are neither: the stream begins with the first block.
+
+DC spike: most SDRs leak their local oscillator into the band centre, a constant offset that
+shows as a line at 0 Hz. :class:`DcBlocker` subtracts a running estimate of it, a one-pole IIR
+average of the blocks' means with a time constant of a second; a modulated carrier averages to
+zero over that time and stays, and only the constant leakage goes. The 1/f noise close to DC is
+signal-like and stays too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from monitor.errors import DeviceError, InputError
+from monitor.sources.base import IQBlock
+
+__all__ = [
+    "Backoff",
+    "BlockStamper",
+    "DcBlocker",
+    "DeviceSpec",
+    "RadioStats",
+    "list_devices",
+    "one_line",
+    "parse_device",
+]
+
+log = logging.getLogger(__name__)
+
+DEVICE_FORMS = "rtlsdr[:INDEX|:SERIAL], rtltcp:HOST:PORT, soapy:KEY=VALUE,..., synthetic"
+RTL_TCP_DEFAULT_PORT = 1234
+_SOAPY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed ``--device`` argument.
+
+    Attributes:
+        kind: ``"rtlsdr"``, ``"rtltcp"``, ``"soapy"`` or ``"synthetic"``.
+        device: rtlsdr: the index or serial number as given (resolved when the radio opens: a
+            serial number that matches wins over an index); None for the first radio.
+        host: rtltcp: the server's host name or address.
+        port: rtltcp: the server's TCP port.
+        args: soapy: the device arguments (``driver``, ``serial``, ...).
+    """
+
+    kind: str
+    device: str | None = None
+    host: str = ""
+    port: int = 0
+    args: dict[str, str] = field(default_factory=dict)
+
+
+def parse_device(spec: str) -> DeviceSpec:
+    """Parse ``--device``: ``rtlsdr[:INDEX|:SERIAL]``, ``rtltcp:HOST:PORT``,
+    ``soapy:KEY=VALUE,...`` or ``synthetic``.
+
+    ``rtltcp:HOST`` uses rtl_tcp's default port 1234; an IPv6 address goes in brackets
+    (``rtltcp:[::1]:1234``). ``soapy`` alone takes the first device SoapySDR finds.
+
+    Raises:
+        InputError: for an unknown kind or a malformed name, saying what the forms are.
+    """
+    kind, _, rest = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind == "synthetic" and not rest:
+        return DeviceSpec("synthetic")
+    if kind == "rtlsdr":
+        if rest and not re.fullmatch(r"[\x21-\x7e]+", rest):
+            raise InputError(f"bad RTL-SDR index or serial {rest!r} in --device {spec!r}")
+        return DeviceSpec("rtlsdr", device=rest or None)
+    if kind == "rtltcp":
+        host, port = _host_port(rest, spec)
+        return DeviceSpec("rtltcp", host=host, port=port)
+    if kind == "soapy":
+        return DeviceSpec("soapy", args=_soapy_args(rest, spec))
+    raise InputError(f"unknown device {spec!r}; use one of: {DEVICE_FORMS}")
+
+
+def _host_port(rest: str, spec: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?", rest)
+    if m is None:
+        raise InputError(f"--device {spec!r}: write rtltcp:HOST:PORT, e.g. rtltcp:192.168.1.5:1234")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4) or RTL_TCP_DEFAULT_PORT)
+    if not 0 < port < 65536:
+        raise InputError(f"--device {spec!r}: port {port} is not between 1 and 65535")
+    return host, port
+
+
+def _soapy_args(rest: str, spec: str) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not _SOAPY_KEY.match(key):
+            raise InputError(
+                f"--device {spec!r}: {item!r} is not KEY=VALUE; write e.g. "
+                "soapy:driver=hackrf,serial=0000000000000000"
+            )
+        args[key] = value.strip()
+    return args
+
+
+def one_line(exc: BaseException | str) -> str:
+    """A driver's message on one line (some span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class DcBlocker:
+    """Removes the DC offset (LO leakage) by subtracting a slowly tracking estimate of it.
+
+    The estimate is a one-pole IIR average of the block means, with the block length folded into
+    the pole so the time constant is the same whatever the block size; it starts at the first
+    block's mean, so the spike is gone from the first block on.
+    """
+
+    def __init__(self, sample_rate: float, time_constant: float = 1.0) -> None:
+        self._samples_per_tau = time_constant * sample_rate
+        self._dc: complex | None = None
+
+    def reset(self) -> None:
+        """Forget the estimate (after a retune or a reconnect the leakage is another)."""
+        self._dc = None
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Subtract the DC estimate from ``samples`` (complex64) in place and return them."""
+        if not len(samples):
+            return samples
+        mean = complex(samples.mean(dtype=np.complex128))
+        if self._dc is None:
+            self._dc = mean
+        else:
+            self._dc += -math.expm1(-len(samples) / self._samples_per_tau) * (mean - self._dc)
+        samples -= np.complex64(self._dc)
+        return samples
+
+
+class Backoff:
+    """Exponentially growing waits between reconnect attempts, capped."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0) -> None:
+        self.initial, self.maximum, self.factor = initial, maximum, factor
+        self._next = initial
+
+    def next_delay(self) -> float:
+        """The wait before the next attempt; each call lengthens the one after."""
+        delay = self._next
+        self._next = min(self._next * self.factor, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        """After a connection that worked: the next failure waits ``initial`` again."""
+        self._next = self.initial
+
+
+@dataclass
+class RadioStats:
+    """What a radio source delivered and what it could not.
+
+    Attributes:
+        samples_received: samples delivered in blocks. The last block's ``end_sample`` is
+            ``samples_received + samples_lost + samples_discarded``.
+        samples_lost: samples the radio or the link dropped (overflows, a full transfer queue,
+            reconnect gaps estimated from the wall clock).
+        samples_discarded: samples thrown away on purpose: the settle time after a retune or a
+            reconnect.
+        overflows: overflow events the driver reported.
+        timeouts: reads that timed out without data.
+        short_reads: transfers shorter than asked.
+        dropped_transfers: transfers the source's queue could not take.
+        reconnects: times the radio was lost and reopened.
+    """
+
+    samples_received: int = 0
+    samples_lost: int = 0
+    samples_discarded: int = 0
+    overflows: int = 0
+    timeouts: int = 0
+    short_reads: int = 0
+    dropped_transfers: int = 0
+    reconnects: int = 0
+
+
+class BlockStamper:
+    """Stamps a radio's samples into :class:`IQBlock`: indices, times, losses, retunes, DC.
+
+    Not thread-safe: one reader thread calls it.
+
+    Attributes:
+        stats: the counts so far.
+        sample_rate: samples per second.
+        center_freq: the centre frequency stamped on the blocks.
+    """
+
+    def __init__(self, sample_rate: float, center_freq: float, dc_block: bool = True) -> None:
+        self.stats = RadioStats()
+        self.sample_rate = float(sample_rate)
+        self.center_freq = float(center_freq)
+        self._dc = DcBlocker(sample_rate) if dc_block else None
+        self._next = 0
+        self._pending = 0
+        self._anchor: float | None = None
+        self._retuned = False
+
+    @property
+    def started(self) -> bool:
+        """Whether a block has been stamped: before it, nothing is lost, the stream has not
+        begun."""
+        return self._anchor is not None
+
+    def lose(self, count: int) -> None:
+        """``count`` samples the radio or the link dropped just before the next block."""
+        if count > 0 and self.started:
+            self.stats.samples_lost += count
+            self._pending += count
+            self._next += count
+
+    def samples_in(self, seconds: float) -> int:
+        """The samples a gap of ``seconds`` on the wall clock held (0 for a negative one)."""
+        return max(0, round(seconds * self.sample_rate))
+
+    def discard(self, count: int) -> None:
+        """``count`` samples thrown away on purpose (settle time) just before the next block."""
+        if count > 0 and self.started:
+            self.stats.samples_discarded += count
+            self._pending += count
+            self._next += count
+
+    def retune(self, center_freq: float) -> None:
+        """The next block is at ``center_freq`` and is marked ``retuned``."""
+        self.center_freq = float(center_freq)
+        self._retuned = True
+        self.restart()
+
+    def restart(self) -> None:
+        """The radio was reopened: the DC estimate starts again."""
+        if self._dc is not None:
+            self._dc.reset()
+
+    def stamp(self, samples: np.ndarray, arrival: float) -> IQBlock:
+        """The block of ``samples`` (complex64, taken over and DC-corrected in place), the last
+        of which arrived at wall-clock time ``arrival``."""
+        if self._anchor is None:
+            self._anchor = arrival - len(samples) / self.sample_rate
+        if self._dc is not None:
+            samples = self._dc(samples)
+        block = IQBlock(
+            samples=samples,
+            first_sample=self._next,
+            center_freq=self.center_freq,
+            sample_rate=self.sample_rate,
+            time=self._anchor + self._next / self.sample_rate,
+            lost_before=self._pending,
+            retuned=self._retuned,
+        )
+        self.stats.samples_received += len(samples)
+        self._next += len(samples)
+        self._pending = 0
+        self._retuned = False
+        return block
+
+
+def list_devices() -> list[str]:
+    """The radios this machine can open, one line each: the ``--device`` name, a tab, what it
+    is. A kind of radio whose library is missing gives one line starting with ``#`` saying why.
+    """
+    from monitor.sources.rtlsdr import list_rtlsdr
+    from monitor.sources.soapy import list_soapy
+
+    lines: list[str] = []
+    for kind, lister in (("rtlsdr", list_rtlsdr), ("soapy", list_soapy)):
+        try:
+            lines += [f"{spec}\t{label}" for spec, label in lister()]
+        except DeviceError as exc:
+            lines.append(f"# {kind}: {exc}")
+    return lines
