@@ -38,6 +38,7 @@ __all__ = [
     "PlacedGrid",
     "Scene",
     "SceneSpec",
+    "carrier_signal",
     "nominal_edges",
     "parse_carrier",
     "render",
@@ -164,9 +165,7 @@ def render(spec: SceneSpec, rng: np.random.Generator) -> Scene:
         InputError: for a carrier the generators cannot make.
     """
     fs = spec.sample_rate
-    n_out = round(spec.duration * fs)
-    if n_out <= 0:
-        raise InputError(f"scene duration {spec.duration} s gives no samples at {fs} S/s")
+    n_out = _sample_count(spec.duration, fs)
     fs_syn = synthesis_rate(fs, [c.scs for c in spec.carriers])
     ratio = Fraction(fs / fs_syn).limit_denominator(1000)
     n_syn = math.ceil(n_out / ratio) + 64
@@ -174,37 +173,10 @@ def render(spec: SceneSpec, rng: np.random.Generator) -> Scene:
     truths: list[CarrierTruth] = []
     sent_grids: list[PlacedGrid] = []
     for carrier in spec.carriers:
-        grid, occupied, cell_id = _carrier_grid(carrier, spec.duration, rng)
-        start_time = _LEAD_SECONDS + rng.uniform(0.0, 1e-3)  # grid time of the first sample
-        on_start, on_stop = carrier.on if carrier.on is not None else (0.0, spec.duration)
-        grid = _gate(grid, start_time, on_start, on_stop)
-        amplitude = math.sqrt(10 ** (carrier.snr_db / 10) * carrier.scs / fs)
-        received = amplitude * modulate(grid, fs_syn, n_syn, start_time, carrier.offset_hz)
-        profile = channel.parse_channel(carrier.channel) if carrier.channel else None
-        if profile is not None:
-            received = channel.apply_fading(received, fs_syn, profile, rng)
-        if carrier.cfo_hz:
-            received = channel.apply_offsets(received, fs_syn, cfo_hz=carrier.cfo_hz)
+        received, placed, truth = _transmit(carrier, spec.duration, fs, fs_syn, n_syn, rng)
         total += received
-        sent_grids.append(PlacedGrid(grid, start_time, carrier.offset_hz))
-        low, high = nominal_edges(carrier)
-        first = max(0, round(on_start * fs))
-        stop = min(n_out, round(on_stop * fs))
-        truths.append(
-            CarrierTruth(
-                label=carrier.label,
-                freq_low_hz=low,
-                freq_high_hz=high,
-                occupied_low_hz=carrier.offset_hz + occupied[0],
-                occupied_high_hz=carrier.offset_hz + occupied[1],
-                scs=carrier.scs,
-                snr_db=carrier.snr_db,
-                cell_id=cell_id,
-                start_sample=first,
-                sample_count=max(0, stop - first),
-                channel=carrier.channel,
-            )
-        )
+        sent_grids.append(placed)
+        truths.append(truth)
     scene = _resample(total, ratio)[:n_out]
     if spec.sro_ppm:
         scene = channel.apply_offsets(scene, fs, sro_ppm=spec.sro_ppm)
@@ -212,6 +184,65 @@ def render(spec: SceneSpec, rng: np.random.Generator) -> Scene:
     scene = scene + noise * np.float32(math.sqrt(0.5))
     iq = receiver.apply_receiver(scene, fs, receiver.RECEIVERS[spec.receiver], rng)
     return Scene(iq=iq.astype(np.complex64), spec=spec, carriers=truths, sent=sent_grids)
+
+
+def carrier_signal(
+    carrier: CarrierSpec, sample_rate: float, duration: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One carrier as received, without noise or receiver: ``duration`` seconds at
+    ``sample_rate``, in the units of :func:`render` (noise of unit power reads SNR 0 dB)."""
+    n_out = _sample_count(duration, sample_rate)
+    fs_syn = synthesis_rate(sample_rate, [carrier.scs])
+    ratio = Fraction(sample_rate / fs_syn).limit_denominator(1000)
+    n_syn = math.ceil(n_out / ratio) + 64
+    received, _, _ = _transmit(carrier, duration, sample_rate, fs_syn, n_syn, rng)
+    return _resample(received, ratio)[:n_out]
+
+
+def _sample_count(duration: float, sample_rate: float) -> int:
+    n = round(duration * sample_rate)
+    if n <= 0:
+        raise InputError(f"scene duration {duration} s gives no samples at {sample_rate} S/s")
+    return n
+
+
+def _transmit(
+    carrier: CarrierSpec,
+    duration: float,
+    fs: float,
+    fs_syn: float,
+    n_syn: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, PlacedGrid, CarrierTruth]:
+    """One carrier through its channel at the synthesis rate, with its grid and its truth."""
+    grid, occupied, cell_id = _carrier_grid(carrier, duration, rng)
+    start_time = _LEAD_SECONDS + rng.uniform(0.0, 1e-3)  # grid time of the first sample
+    on_start, on_stop = carrier.on if carrier.on is not None else (0.0, duration)
+    grid = _gate(grid, start_time, on_start, on_stop)
+    amplitude = math.sqrt(10 ** (carrier.snr_db / 10) * carrier.scs / fs)
+    received = amplitude * modulate(grid, fs_syn, n_syn, start_time, carrier.offset_hz)
+    profile = channel.parse_channel(carrier.channel) if carrier.channel else None
+    if profile is not None:
+        received = channel.apply_fading(received, fs_syn, profile, rng)
+    if carrier.cfo_hz:
+        received = channel.apply_offsets(received, fs_syn, cfo_hz=carrier.cfo_hz)
+    low, high = nominal_edges(carrier)
+    first = max(0, round(on_start * fs))
+    stop = min(round(duration * fs), round(on_stop * fs))
+    truth = CarrierTruth(
+        label=carrier.label,
+        freq_low_hz=low,
+        freq_high_hz=high,
+        occupied_low_hz=carrier.offset_hz + occupied[0],
+        occupied_high_hz=carrier.offset_hz + occupied[1],
+        scs=carrier.scs,
+        snr_db=carrier.snr_db,
+        cell_id=cell_id,
+        start_sample=first,
+        sample_count=max(0, stop - first),
+        channel=carrier.channel,
+    )
+    return received, PlacedGrid(grid, start_time, carrier.offset_hz), truth
 
 
 def parse_carrier(text: str) -> CarrierSpec:

@@ -1,0 +1,222 @@
+"""Wiring: the source's reader thread, a bounded queue, the processing loop, and the sinks.
+
+The reader thread iterates the source and never waits on processing: for a live source a full
+queue drops its oldest block (every dropped sample counted); for a recording the reader waits
+instead, so nothing is lost. The processing loop runs in the thread that calls
+:meth:`Pipeline.run` (the main thread headless, a worker thread under the GUI); it falls behind
+when the queue holds more than half its capacity, and then skips frames (counted) rather than
+let the queue overflow. Gaps in the stream are found from sample indices, whatever caused them.
+Closed emissions go to every sink as they close; the GUI reads :attr:`Pipeline.latest` and
+:meth:`Pipeline.snapshot`, which the processing loop publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from monitor.occupancy.emission import Emission
+from monitor.processing import FrameResult, Processor
+from monitor.sources.base import IQBlock, Source
+
+__all__ = ["EmissionSink", "Pipeline", "PipelineTotals"]
+
+log = logging.getLogger(__name__)
+
+QUEUE_SECONDS = 1.0
+
+
+class EmissionSink(Protocol):
+    """Where closed emissions go: a log, an annotation collector."""
+
+    def write(self, emission: Emission) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BlockSink(Protocol):
+    """Where raw blocks go: a recording."""
+
+    def write_block(self, block: IQBlock) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class PipelineTotals:
+    """Counts of the reader and the loop, beside the processor's own."""
+
+    samples_read: int = 0
+    samples_dropped_queue: int = 0
+    samples_lost_source: int = 0
+    gaps: int = 0
+    emissions: int = 0
+    queue_high_water: int = 0
+    wall_seconds: float = 0.0
+    stream_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Item:
+    block: IQBlock
+    arrived: float
+
+
+_END = object()
+
+
+class Pipeline:
+    """Source to sinks.
+
+    Args:
+        source: an opened source.
+        processor: the processing chain, with an active runner.
+        sinks: receive every emission as it closes.
+        block_sinks: receive every block processed (``--record``).
+        queue_seconds: capacity of the queue in stream seconds.
+    """
+
+    def __init__(self, source: Source, processor: Processor,
+                 sinks: Sequence[EmissionSink] = (), block_sinks: Sequence[BlockSink] = (),
+                 queue_seconds: float = QUEUE_SECONDS) -> None:
+        self.source = source
+        self.processor = processor
+        self.sinks = list(sinks)
+        self.block_sinks = list(block_sinks)
+        self.totals = PipelineTotals()
+        self._queue_seconds = queue_seconds
+        self._queue: queue.Queue[_Item | object] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._next_sample: int | None = None
+        self.latest: FrameResult | None = None
+        self.on_frame: Callable[[FrameResult], None] | None = None
+
+    def stop(self) -> None:
+        """Ask the run to end soon (from any thread, a signal handler included)."""
+        self._stop.set()
+        self.source.close()
+
+    def run(self, duration: float | None = None) -> PipelineTotals:
+        """Process until the source ends, ``duration`` stream seconds pass, or :meth:`stop`.
+
+        Every open emission is closed and written before it returns, whatever ended the run.
+        """
+        started = time.monotonic()
+        reader = threading.Thread(target=self._read, name="source-reader", daemon=True)
+        capacity_samples = self._queue_seconds * self.source.sample_rate
+        stop_sample = None if duration is None else round(duration * self.source.sample_rate)
+        reader.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    break
+                assert isinstance(item, _Item)
+                block = item.block
+                if stop_sample is not None:
+                    block = _clip(block, stop_sample)
+                    if block is None:
+                        break
+                behind = self.source.live and self._queued_samples() > capacity_samples / 2
+                self._account_gap(block)
+                for sink in self.block_sinks:
+                    sink.write_block(block)
+                emissions = self.processor.feed(block, behind=behind)
+                if self.processor.latest is not self.latest and self.processor.latest:
+                    self.latest = self.processor.latest
+                    self.totals.latencies.append(time.monotonic() - item.arrived)
+                    if self.on_frame is not None:
+                        self.on_frame(self.latest)
+                self._emit(emissions)
+                if stop_sample is not None and block.end_sample >= stop_sample:
+                    break
+                if self._stop.is_set():
+                    break
+        finally:
+            self._stop.set()
+            self.source.close()
+            self._emit(self.processor.finish())
+            reader.join(timeout=5.0)
+            for sink in [*self.sinks, *self.block_sinks]:
+                sink.close()
+            self.totals.wall_seconds = time.monotonic() - started
+            self.totals.stream_seconds = self.processor.counts.samples / self.source.sample_rate
+        return self.totals
+
+    def _read(self) -> None:
+        """The reader thread: source to queue."""
+        capacity = self._queue_seconds * self.source.sample_rate
+        try:
+            for block in self.source.blocks():
+                if self._stop.is_set():
+                    break
+                item = _Item(block, time.monotonic())
+                with self._lock:
+                    self.totals.samples_read += len(block.samples)
+                    self.totals.samples_lost_source += block.lost_before
+                if self.source.live:
+                    while self._queued_samples() + len(block.samples) > capacity:
+                        self._drop_oldest()
+                    self._queue.put(item)
+                else:
+                    while self._queued_samples() + len(block.samples) > capacity and \
+                            self._queue.qsize() > 0 and not self._stop.is_set():
+                        time.sleep(0.002)
+                    self._queue.put(item)
+                with self._lock:
+                    self.totals.queue_high_water = max(self.totals.queue_high_water,
+                                                       self._queue.qsize())
+        except Exception as exc:  # the run ends with the error named in the stats
+            log.error("source failed: %s", exc)
+            with self._lock:
+                self.totals.error = str(exc)
+        finally:
+            self._queue.put(_END)
+
+    def _queued_samples(self) -> int:
+        with self._queue.mutex:
+            return sum(len(i.block.samples) for i in self._queue.queue if isinstance(i, _Item))
+
+    def _drop_oldest(self) -> None:
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, _Item):
+            with self._lock:
+                self.totals.samples_dropped_queue += len(item.block.samples)
+
+    def _account_gap(self, block: IQBlock) -> None:
+        if self._next_sample is not None and block.first_sample > self._next_sample:
+            self.totals.gaps += 1
+            log.warning("gap of %d samples before sample %d",
+                        block.first_sample - self._next_sample, block.first_sample)
+        self._next_sample = block.end_sample
+
+    def _emit(self, emissions: list[Emission]) -> None:
+        for emission in emissions:
+            self.totals.emissions += 1
+            for sink in self.sinks:
+                sink.write(emission)
+
+
+def _clip(block: IQBlock, stop_sample: int) -> IQBlock | None:
+    """The part of ``block`` before ``stop_sample``; None if nothing is left."""
+    if block.first_sample >= stop_sample:
+        return None
+    if block.end_sample <= stop_sample:
+        return block
+    keep = stop_sample - block.first_sample
+    return IQBlock(np.ascontiguousarray(block.samples[:keep]), block.first_sample,
+                   block.center_freq, block.sample_rate, block.time, block.lost_before,
+                   block.retuned)

@@ -1,0 +1,170 @@
+"""The processing chain without threads: IQ blocks in, spectrogram rows, segmented frames and
+closed emissions out.
+
+:class:`Processor` is fed one :class:`~monitor.sources.base.IQBlock` at a time. Each block's
+samples become spectrogram rows on the compute device; every ``hop`` rows a frame (the newest
+``height`` rows) is due. A due frame is segmented unless the caller says processing is behind:
+then it is skipped and counted, and the next segmented frame covers the skipped rows (up to a
+frame's worth), so skipping costs time resolution before it costs coverage. The rows segmented
+since the last frame go to the tracker, which returns the emissions that closed.
+
+A break in the stream (lost samples, seen as a jump in sample indices whatever lost them; a
+retune) ends the current stretch: open emissions close,
+partial rows and the frame history are dropped, and rows start again from the next block.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engines.backends.base import Runner
+from monitor.dsp.frames import RollingFrames, pad_rows
+from monitor.dsp.geometry import Geometry
+from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
+from monitor.occupancy.emission import Emission
+from monitor.occupancy.tracker import StreamClock, Tracker
+from monitor.sources.base import IQBlock
+
+__all__ = ["FrameResult", "Processor", "ProcessorCounts"]
+
+
+@dataclass
+class ProcessorCounts:
+    """What the processor has done; read by the statistics."""
+
+    samples: int = 0
+    rows: int = 0
+    frames: int = 0
+    frames_segmented: int = 0
+    frames_skipped: int = 0
+    breaks: int = 0
+    samples_lost: int = 0
+    retunes: int = 0
+    segment_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The newest segmented frame, published for display.
+
+    Attributes:
+        rows_db: (rows, width) dBFS, on the compute device.
+        classes: (rows, width) uint8 winning class per pixel, on the compute device.
+        center_freq: RF centre of the view.
+        sample_rate: samples per second.
+        end_sample: absolute index of the sample after the frame's last row.
+    """
+
+    rows_db: torch.Tensor
+    classes: torch.Tensor
+    center_freq: float
+    sample_rate: float
+    end_sample: int
+
+
+class Processor:
+    """Blocks to emissions.
+
+    Args:
+        runner: an active runner.
+        geometry: the model's geometry at the stream's sample rate.
+        hop: rows between frames (``height`` for frames that do not overlap).
+        close_after: seconds an emission may go unseen before it closes.
+    """
+
+    def __init__(self, runner: Runner, geometry: Geometry, hop: int,
+                 close_after: float = 0.25) -> None:
+        if not 1 <= hop <= geometry.height:
+            raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
+        self.runner = runner
+        self.geometry = geometry
+        self.hop = hop
+        device = runner.device
+        self._spectrogram = StreamingSpectrogram(Spectrogram(geometry, device))
+        self._frames = RollingFrames(geometry.height, geometry.width, device)
+        self.tracker = Tracker(geometry, 0.0, close_after)
+        self.counts = ProcessorCounts()
+        self.latest: FrameResult | None = None
+        self._stretch_rows = 0      # rows in the current stretch
+        self._tracked_rows = 0      # rows of the current stretch handed to the tracker
+        self._next_frame_row = geometry.height  # stretch row count at which a frame is due
+        self._next_sample: int | None = None  # first sample of the block expected next
+        self._clock: StreamClock | None = None
+        self._center_freq = 0.0
+
+    def feed(self, block: IQBlock, behind: bool = False) -> list[Emission]:
+        """Process one block; ``behind``: skip the frames that fall due in it (the caller is
+        falling behind)."""
+        closed: list[Emission] = []
+        gap = 0 if self._next_sample is None else block.first_sample - self._next_sample
+        if self._clock is None or gap or block.retuned:
+            closed += self._start_stretch(block, gap)
+        self._next_sample = block.end_sample
+        self.counts.samples += len(block.samples)
+        rows = self._spectrogram.push(torch.from_numpy(block.samples))
+        self.counts.rows += rows.shape[0]
+        done = 0
+        while done < rows.shape[0]:
+            take = min(rows.shape[0] - done, self._next_frame_row - self._stretch_rows)
+            self._frames.push(rows[done : done + take])
+            self._stretch_rows += take
+            done += take
+            if self._stretch_rows == self._next_frame_row:
+                self._next_frame_row += self.hop
+                self.counts.frames += 1
+                if behind:
+                    self.counts.frames_skipped += 1
+                else:
+                    closed += self._segment()
+        return closed
+
+    def finish(self) -> list[Emission]:
+        """End of the stream: segment the rows not yet covered, close every emission."""
+        closed: list[Emission] = []
+        if self._stretch_rows > self._tracked_rows:
+            self.counts.frames += 1
+            closed += self._segment()
+        return closed + self.tracker.close_all()
+
+    def _start_stretch(self, block: IQBlock, gap: int) -> list[Emission]:
+        closed = []
+        if self._clock is not None:
+            closed += self.finish()
+            self.counts.breaks += 1
+            self.counts.samples_lost += max(gap, 0)
+            self.counts.retunes += int(block.retuned)
+        self._spectrogram.reset()
+        self._frames.reset()
+        self._stretch_rows = self._tracked_rows = 0
+        self._next_frame_row = self.geometry.height
+        self._center_freq = block.center_freq
+        self._clock = StreamClock(block.first_sample, self.geometry.samples_per_row,
+                                  block.sample_rate, block.time, block.first_sample)
+        return closed + self.tracker.start(self._clock, block.center_freq)
+
+    def _segment(self) -> list[Emission]:
+        """Segment the newest frame; hand the rows not yet tracked to the tracker."""
+        started = time.perf_counter()
+        frame = self._frames.frame()
+        held = frame.shape[0]
+        x = network_input(pad_rows(frame))[None]
+        probs = self.runner.infer(x)[0, :, :held]  # (classes, rows, width), on the device
+        new = min(self._stretch_rows - self._tracked_rows, held)
+        first_row = self._stretch_rows - new
+        chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
+        power = frame[held - new :].cpu().numpy()
+        self._tracked_rows = self._stretch_rows
+        self.counts.frames_segmented += 1
+        self.counts.segment_seconds.append(time.perf_counter() - started)
+        self.latest = FrameResult(
+            rows_db=frame,
+            classes=probs.argmax(dim=0).to(torch.uint8),
+            center_freq=self._center_freq,
+            sample_rate=self.geometry.sample_rate,
+            end_sample=self._clock.row_sample(self._stretch_rows) if self._clock else 0,
+        )
+        return self.tracker.update(first_row, chunk, power.astype(np.float32))

@@ -1,0 +1,81 @@
+"""The tracker: carriers from segmented rows, emissions across chunks, closing rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.dsp.geometry import Geometry
+from monitor.occupancy.tracker import StreamClock, Tracker
+
+G = Geometry.for_rate(19.2e6)  # 75 kHz pixels, 156.25 us rows
+FC = 2.6e9
+
+
+def _probs(rows: int, spans: list[tuple[int, int, int]], on: slice = slice(None)) -> np.ndarray:
+    """(rows, width, 3) probabilities: noise everywhere but the (class, low, high) spans."""
+    p = np.zeros((rows, G.width, 3), dtype=np.float32)
+    p[..., 0] = 1.0
+    for cls, low, high in spans:
+        p[on, low:high, 0] = 0.1
+        p[on, low:high, cls] = 0.9
+    return p
+
+
+def _tracker(close_after: float = 0.05) -> Tracker:
+    t = Tracker(G, FC, close_after=close_after)
+    t.start(StreamClock(1000, G.samples_per_row, G.sample_rate, 1.8e9, 1000), FC)
+    return t
+
+
+def test_one_carrier_becomes_one_emission_with_its_edges_and_times() -> None:
+    t = _tracker()
+    power = np.full((64, G.width), -60.0, dtype=np.float32)
+    power[:, 100:140] = -40.0
+    assert t.update(0, _probs(64, [(1, 100, 140)]), power) == []
+    assert t.update(64, _probs(64, [(1, 100, 140)]), power) == []
+    (e,) = t.close_all()
+    assert e.label == "LTE"
+    assert e.start_sample == 1000 and e.sample_count == 128 * G.samples_per_row
+    assert e.freq_low_hz == pytest.approx(FC + (100 - 128.5) * G.pixel_hz)
+    assert e.freq_high_hz == pytest.approx(FC + (139 - 128 + 0.5) * G.pixel_hz)
+    assert e.bandwidth_hz == pytest.approx(40 * G.pixel_hz)
+    assert e.confidence == pytest.approx(0.9)
+    # in-band power: 40 pixels of -40 dBFS
+    assert e.power_db == pytest.approx(-40 + 10 * np.log10(40), abs=1e-3)
+    assert e.start_time == pytest.approx(1.8e9)
+    assert e.end_time == pytest.approx(1.8e9 + (e.sample_count - 1) / G.sample_rate)
+
+
+def test_two_classes_side_by_side_stay_apart() -> None:
+    t = _tracker()
+    power = np.full((64, G.width), -50.0, dtype=np.float32)
+    t.update(0, _probs(64, [(1, 20, 90), (2, 90, 200)]), power)
+    closed = sorted(t.close_all(), key=lambda e: e.freq_low_hz)
+    assert [e.label for e in closed] == ["LTE", "NR"]
+    assert closed[0].freq_high_hz == pytest.approx(closed[1].freq_low_hz)
+
+
+def test_an_emission_closes_after_it_is_gone_for_close_after() -> None:
+    t = _tracker(close_after=0.02)  # 128 rows
+    power = np.zeros((64, G.width), dtype=np.float32)
+    t.update(0, _probs(64, [(2, 50, 80)], on=slice(0, 10)), power)
+    assert t.update(64, _probs(64, []), power) == []
+    (e,) = t.update(128, _probs(64, []), power)
+    assert e.label == "NR" and e.sample_count == 10 * G.samples_per_row
+    assert t.open_count == 0
+
+
+def test_one_pixel_gaps_are_bridged_and_slivers_dropped() -> None:
+    t = _tracker()
+    probs = _probs(64, [(1, 30, 60), (1, 61, 90), (2, 150, 151)])
+    t.update(0, probs, np.zeros((64, G.width), dtype=np.float32))
+    (e,) = t.close_all()
+    assert e.bandwidth_hz == pytest.approx(60 * G.pixel_hz)
+
+
+def test_restart_closes_what_was_open() -> None:
+    t = _tracker()
+    t.update(0, _probs(64, [(1, 30, 60)]), np.zeros((64, G.width), dtype=np.float32))
+    closed = t.start(StreamClock(10**6, G.samples_per_row, G.sample_rate, 0.0, 10**6), FC + 1e6)
+    assert len(closed) == 1 and t.open_count == 0
