@@ -4,15 +4,15 @@ The tracker is a pure stage: it is fed chunks of consecutive spectrogram rows wi
 probabilities and powers, and returns the emissions that closed. A chunk is the rows segmented
 since the last one (a hop, or more where frames were skipped).
 
-In a chunk, a class occupies a column when it wins the pixel in at least ``MIN_COLUMN_SHARE`` of the
-rows where it wins anything; its carriers are the runs of occupied columns (gaps of one pixel
-bridged, runs shorter than ``MIN_PIXELS`` dropped). A carrier is on in the rows where its class wins
-at least half of its columns. Carriers join the open emission of the same class whose frequency span
-overlaps theirs most (intersection over union at least ``MIN_OVERLAP``); the rest open new
-emissions. An
-emission's power is the power within its band (pixel powers summed across, averaged over its
-rows), in dBFS. An emission closes once it has not been seen for ``close_after`` seconds, at a
-break in the stream (lost samples, a retune), and at the end of the run.
+In a chunk, a class occupies a column when it wins the pixel in at least ``MIN_COLUMN_SHARE`` of
+the rows where it wins anything; its carriers are the runs of occupied columns (gaps of one
+pixel bridged, runs shorter than ``MIN_PIXELS`` dropped). A carrier is on in the rows where its
+class wins at least half of its columns. Carriers join the open emission of the same class whose
+frequency span overlaps theirs most (intersection over union at least ``MIN_OVERLAP``); the rest
+open new emissions. An emission's power is the power within its band (pixel powers summed
+across, averaged over its rows), in dBFS. An emission closes once it has not been seen for
+``close_after`` seconds, at a break in the stream (lost samples, a retune), and at the end of
+the run.
 """
 
 from __future__ import annotations
