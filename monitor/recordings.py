@@ -22,7 +22,7 @@ from monitor import __version__
 from monitor.errors import InputError
 from monitor.iq_formats import parse_datatype, to_raw
 
-__all__ = ["Annotation", "meta_and_data_paths", "write_recording"]
+__all__ = ["Annotation", "StreamingRecording", "meta_and_data_paths", "write_recording"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,61 @@ def write_recording(
     except OSError as exc:
         raise InputError(f"cannot write recording {meta_path}: {exc.strerror or exc}") from None
     return meta_path
+
+
+class StreamingRecording:
+    """``--record``: the raw IQ of a run, written block by block as ``cf32_le``.
+
+    The data file grows as blocks arrive (flushed with each one); the metadata is written when
+    the recording closes, with a capture segment wherever the stream jumped (a gap or a retune),
+    so the sample indices of the recording are those of the stream.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: float, center_freq: float) -> None:
+        self.meta_path, self.data_path = meta_and_data_paths(path)
+        self.sample_rate = sample_rate
+        self._fmt = parse_datatype("cf32_le")
+        self._captures: list[dict[str, Any]] = []
+        self._written = 0
+        self._next: int | None = None
+        try:
+            self._file: Any = open(self.data_path, "wb")
+        except OSError as exc:
+            raise InputError(f"cannot write recording {self.data_path}: "
+                             f"{exc.strerror or exc}") from None
+        del center_freq  # each capture segment carries its own
+
+    def write_block(self, block: Any) -> None:
+        """Append an :class:`~monitor.sources.base.IQBlock`."""
+        if self._file is None:
+            return
+        if self._next != block.first_sample or block.retuned:
+            self._captures.append({
+                sigmf.SAMPLE_START_KEY: self._written,
+                sigmf.FREQUENCY_KEY: float(block.center_freq),
+                "core:global_index": int(block.first_sample),
+            })
+        self._file.write(to_raw(block.samples, self._fmt).tobytes())
+        self._file.flush()
+        self._written += len(block.samples)
+        self._next = block.end_sample
+
+    def close(self) -> None:
+        """Finish the data file and write the metadata; a second call does nothing."""
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        recording = SigMFFile(
+            data_file=str(self.data_path),
+            global_info={
+                sigmf.DATATYPE_KEY: self._fmt.name,
+                sigmf.SAMPLE_RATE_KEY: float(self.sample_rate),
+                sigmf.VERSION_KEY: "1.2.0",
+                sigmf.RECORDER_KEY: f"prmnet-monitor {__version__}",
+            },
+        )
+        for capture in self._captures or [{sigmf.SAMPLE_START_KEY: 0}]:
+            start = capture.pop(sigmf.SAMPLE_START_KEY)
+            recording.add_capture(start, metadata=capture)
+        recording.tofile(str(self.meta_path), overwrite=True)

@@ -1,0 +1,202 @@
+"""What a run did, counted as it goes and written as JSON at the end (``--stats PATH``).
+
+The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_in``,
+``samples_dropped``, ``frames``, ``frames_segmented``, ``wall_seconds``, ``realtime_factor``,
+``engine``, ``precision``, ``compute_device``, ``model``; then ``source``, ``sample_rate``,
+``center_freq``, ``stream_seconds``, ``frames_skipped``, ``emissions``, ``gaps`` (``count`` and
+lost ``samples``), ``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of
+``frames`` measured; ``null`` when none was) and ``monitor_version``.
+
+Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
+queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
+fields (``engine``, ``model``, ...) before the threads start. :meth:`RunStats.to_dict` reads a
+consistent snapshot under the same lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor import __version__
+from monitor.occupancy.logs import write_file_atomically
+
+__all__ = ["RunStats"]
+
+# Latencies are kept as a histogram of log-spaced bins 2 % wide from 0.01 ms to 100 s, so a run of
+# any length takes constant memory and its percentiles are within 1 % of the exact ones.
+_LATENCY_MIN_MS = 0.01
+_LATENCY_RATIO = 1.02
+_LATENCY_BINS = 1 + math.ceil(math.log(1e5 / _LATENCY_MIN_MS) / math.log(_LATENCY_RATIO))
+
+
+@dataclass
+class RunStats:
+    """Counters and facts of one run.
+
+    Attributes:
+        source: what was read (``rtlsdr:0``, a recording's path, ``synthetic``).
+        sample_rate: samples per second of the stream.
+        center_freq: its centre frequency, Hz.
+        engine: the engine that segmented (``torch``, ``tensorrt``, ``onnxruntime``).
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        compute_device: ``cpu``, ``cuda:0``, ...
+        model: the checkpoint's name.
+        samples_in: samples the source delivered (counted by :meth:`count_block`).
+        samples_dropped: samples that never reached the spectrogram: dropped by the monitor's
+            queue (:meth:`count_dropped`) or lost by the source before a block (gaps).
+        gaps: blocks that came after a loss reported by the source.
+        gap_samples: samples the source lost, in all.
+        frames: spectrogram frames formed.
+        frames_segmented: frames the engine segmented (the rest were skipped to keep up).
+        emissions: emissions closed and logged.
+        queue_high_water: the most blocks ever waiting between reader and processing.
+        wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
+            :meth:`stop`).
+    """
+
+    source: str = ""
+    sample_rate: float = 0.0
+    center_freq: float = 0.0
+    engine: str = ""
+    precision: str = ""
+    compute_device: str = ""
+    model: str = ""
+    samples_in: int = 0
+    samples_dropped: int = 0
+    gaps: int = 0
+    gap_samples: int = 0
+    frames: int = 0
+    frames_segmented: int = 0
+    emissions: int = 0
+    queue_high_water: int = 0
+    wall_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
+    _latency_counts: list[int] = field(default_factory=lambda: [0] * _LATENCY_BINS, init=False,
+                                       repr=False, compare=False)
+    _started: float | None = field(default=None, init=False, repr=False, compare=False)
+    _stopped: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def start(self) -> None:
+        """Start the wall clock."""
+        with self._lock:
+            self._started = time.monotonic()
+            self._stopped = False
+
+    def stop(self) -> None:
+        """Stop the wall clock; ``wall_seconds`` keeps the run's length."""
+        with self._lock:
+            self._update_wall()
+            self._stopped = True
+
+    def count_block(self, samples: int, lost_before: int = 0) -> None:
+        """A block of ``samples`` from the source, after ``lost_before`` samples it lost."""
+        with self._lock:
+            self.samples_in += samples
+            if lost_before > 0:
+                self.gaps += 1
+                self.gap_samples += lost_before
+                self.samples_dropped += lost_before
+
+    def count_dropped(self, samples: int) -> None:
+        """A block of ``samples`` the monitor's queue dropped because processing fell behind."""
+        with self._lock:
+            self.samples_dropped += samples
+
+    def count_frame(self, segmented: bool, latency_s: float | None = None) -> None:
+        """A spectrogram frame, segmented or skipped; ``latency_s`` from the arrival of its
+        newest sample to its segmented pixels, where measured."""
+        with self._lock:
+            self.frames += 1
+            if segmented:
+                self.frames_segmented += 1
+            if latency_s is not None:
+                self._latency_counts[_latency_bin(latency_s * 1e3)] += 1
+
+    def count_emission(self) -> None:
+        """An emission closed and logged."""
+        with self._lock:
+            self.emissions += 1
+
+    def note_queue_depth(self, depth: int) -> None:
+        """The number of blocks waiting in the queue now."""
+        with self._lock:
+            self.queue_high_water = max(self.queue_high_water, depth)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A snapshot: the contract's fields first, then the rest (see the module docstring)."""
+        with self._lock:
+            self._update_wall()
+            stream_seconds = ((self.samples_in + self.gap_samples) / self.sample_rate
+                              if self.sample_rate > 0 else 0.0)
+            measured = sum(self._latency_counts)
+            latency = None if not measured else {
+                "p50": _latency_quantile(self._latency_counts, 0.50),
+                "p95": _latency_quantile(self._latency_counts, 0.95),
+                "frames": measured,
+            }
+            return {
+                "samples_in": self.samples_in,
+                "samples_dropped": self.samples_dropped,
+                "frames": self.frames,
+                "frames_segmented": self.frames_segmented,
+                "wall_seconds": round(self.wall_seconds, 3),
+                "realtime_factor": (round(stream_seconds / self.wall_seconds, 3)
+                                    if self.wall_seconds > 0 else None),
+                "engine": self.engine,
+                "precision": self.precision,
+                "compute_device": self.compute_device,
+                "model": self.model,
+                "source": self.source,
+                "sample_rate": self.sample_rate,
+                "center_freq": self.center_freq,
+                "stream_seconds": round(stream_seconds, 6),
+                "frames_skipped": self.frames - self.frames_segmented,
+                "emissions": self.emissions,
+                "gaps": {"count": self.gaps, "samples": self.gap_samples},
+                "queue_high_water": self.queue_high_water,
+                "latency_ms": latency,
+                "monitor_version": __version__,
+            }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def write(self, path: str | Path) -> None:
+        """Write :meth:`to_json` to ``path`` atomically.
+
+        Raises:
+            DeviceError: if it cannot be written.
+        """
+        write_file_atomically(path, self.to_json().encode(), "stats file")
+
+    def _update_wall(self) -> None:
+        if self._started is not None and not self._stopped:
+            self.wall_seconds = time.monotonic() - self._started
+
+
+def _latency_bin(ms: float) -> int:
+    """Bin 0 holds up to 0.01 ms; bin k holds (0.01 * 1.02**(k-1), 0.01 * 1.02**k] ms."""
+    if ms <= _LATENCY_MIN_MS:
+        return 0
+    k = math.ceil(math.log(ms / _LATENCY_MIN_MS) / math.log(_LATENCY_RATIO))
+    return min(k, _LATENCY_BINS - 1)
+
+
+def _latency_quantile(counts: list[int], q: float) -> float:
+    """The ``q`` quantile in ms: the geometric middle of the bin where it falls."""
+    target = q * sum(counts)
+    seen = 0
+    for k, count in enumerate(counts):
+        seen += count
+        if count and seen >= target:
+            middle = _LATENCY_MIN_MS * _LATENCY_RATIO ** (k - 0.5) if k else _LATENCY_MIN_MS
+            return round(middle, 3)
+    raise ValueError("no latencies counted")

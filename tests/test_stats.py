@@ -1,0 +1,85 @@
+"""Run statistics: the contract's fields, counts from two threads, latency percentiles, the file."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import DeviceError
+from monitor.occupancy.stats import RunStats
+
+CONTRACT = ("samples_in", "samples_dropped", "frames", "frames_segmented", "wall_seconds",
+            "realtime_factor", "engine", "precision", "compute_device", "model")
+
+
+def test_contract_fields_first_and_counts() -> None:
+    stats = RunStats(source="synthetic", sample_rate=1e6, engine="torch", precision="fp32",
+                     compute_device="cpu", model="prmnet-w16")
+    stats.count_block(1000)
+    stats.count_block(1000, lost_before=500)
+    stats.count_dropped(1000)
+    for segmented in (True, True, False):
+        stats.count_frame(segmented)
+    stats.count_emission()
+    stats.note_queue_depth(3)
+    stats.note_queue_depth(1)
+    d = stats.to_dict()
+    assert tuple(d)[: len(CONTRACT)] == CONTRACT
+    assert (d["samples_in"], d["samples_dropped"]) == (2000, 1500)
+    assert d["gaps"] == {"count": 1, "samples": 500}
+    assert (d["frames"], d["frames_segmented"], d["frames_skipped"]) == (3, 2, 1)
+    assert (d["emissions"], d["queue_high_water"]) == (1, 3)
+    assert d["stream_seconds"] == pytest.approx(2500 / 1e6)
+    assert d["latency_ms"] is None
+    assert d["realtime_factor"] is None  # the clock never started
+
+
+def test_realtime_factor_is_stream_over_wall_seconds() -> None:
+    stats = RunStats(sample_rate=1e6)
+    stats.count_block(2_000_000)
+    stats.wall_seconds = 0.5
+    assert stats.to_dict()["realtime_factor"] == pytest.approx(4.0)
+    stats.start()
+    stats.stop()
+    assert 0 <= stats.wall_seconds < 1
+
+
+def test_latency_percentiles_within_two_percent() -> None:
+    stats = RunStats()
+    for ms in range(1, 101):
+        stats.count_frame(True, latency_s=ms / 1e3)
+    latency = stats.to_dict()["latency_ms"]
+    assert latency["frames"] == 100
+    assert latency["p50"] == pytest.approx(50, rel=0.02)
+    assert latency["p95"] == pytest.approx(95, rel=0.02)
+
+
+def test_counts_from_two_threads_add_up() -> None:
+    stats = RunStats()
+
+    def reader() -> None:
+        for _ in range(20_000):
+            stats.count_block(10)
+
+    def processor() -> None:
+        for _ in range(20_000):
+            stats.count_frame(True)
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=processor)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (stats.samples_in, stats.frames) == (200_000, 20_000)
+
+
+def test_write_is_atomic_json(tmp_path: Path) -> None:
+    path = tmp_path / "stats.json"
+    RunStats(model="m").write(path)
+    assert json.loads(path.read_text())["model"] == "m"
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+    with pytest.raises(DeviceError, match="stats file"):
+        RunStats().write(tmp_path / "missing" / "stats.json")
