@@ -1,4 +1,5 @@
-"""Command-line entry points: ``prmnet`` (the offline tools).
+"""Command-line entry points: ``prmnet-monitor`` (the monitor) and ``prmnet`` (the offline
+tools).
 
 Every error a user can cause ends in one line on stderr and exit status 2 (bad input) or 1 (a
 failing device or machine); ``--debug`` shows the traceback instead.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from monitor.errors import InputError, MonitorError
 
-__all__ = ["prmnet_main"]
+__all__ = ["monitor_main", "prmnet_main"]
 
 log = logging.getLogger("prmnet")
 
@@ -32,6 +33,152 @@ examples:
   # 20,000 training frames at three rates on every core
   prmnet synth dataset data/train --frames 20000 --rates 1.92e6,19.2e6,61.44e6 --seed 1
 """
+
+
+MONITOR_EXAMPLES = """\
+examples:
+  # the built-in synthetic LTE/NR radio, headless, for 10 s, logging every carrier it sees
+  prmnet-monitor --headless --duration 10 --log occupancy.csv
+  # an RTL-SDR on the 1.8 GHz LTE band
+  prmnet-monitor --device rtlsdr --fc 1.8e9
+  # a recording, as fast as the machine goes, with annotations for inspectrum or IQEngine
+  prmnet-monitor --replay capture.sigmf-meta --headless --log occ.jsonl \\
+      --annotate capture.sigmf-meta --stats stats.json
+  # a raw RTL-SDR dump: raw files need their format, rate and centre frequency
+  prmnet-monitor --replay dump.bin --format cu8 --rate 2.4e6 --fc 1.86e9 --headless
+  # an rtl_tcp server on another machine
+  prmnet-monitor --device rtltcp:192.0.2.10:1234 --fc 2.645e9 --headless --log occ.parquet
+
+exit status: 0 done, 2 bad input (one line on stderr says what and how to fix it), 1 a radio or
+the machine failed.
+"""
+
+
+def monitor_main(argv: Sequence[str] | None = None) -> int:
+    """``prmnet-monitor``: watch a radio, a recording or the synthetic radio for LTE and NR."""
+    parser = _monitor_parser()
+    args = parser.parse_args(argv)
+    return _run(_monitor, args)
+
+
+def _monitor_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prmnet-monitor",
+        description="A real-time spectrum monitor that tells 5G NR from LTE: IQ from a radio "
+        "or a recording, a rolling spectrogram segmented pixel by pixel by PRMNet, and a log "
+        "of every carrier seen. With no --device and no --replay it runs the built-in "
+        "synthetic LTE/NR radio.",
+        epilog=MONITOR_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = parser.add_argument_group("source")
+    src.add_argument("--device", metavar="DEV",
+                     help="rtlsdr[:INDEX|:SERIAL], rtltcp:HOST:PORT, soapy:KEY=VALUE,..., "
+                     "synthetic (default)")
+    src.add_argument("--fc", type=float, metavar="HZ", help="centre frequency")
+    src.add_argument("--rate", type=_positive_float, metavar="SPS",
+                     help="sample rate (default: what the radio and the model both serve)")
+    src.add_argument("--gain", default="auto", metavar="DB|auto", help="tuner gain (auto)")
+    src.add_argument("--ppm", type=int, default=0, metavar="N",
+                     help="frequency correction of the radio's oscillator")
+    src.add_argument("--replay", type=Path, metavar="PATH",
+                     help="a recording: SigMF (.sigmf-meta/.sigmf-data/.sigmf), WAV IQ, or raw "
+                     "with --format --rate --fc")
+    src.add_argument("--format", dest="datatype", metavar="FMT",
+                     choices=["cu8", "ci8", "ci16", "cf32"],
+                     help="sample format of a raw recording: cu8, ci8, ci16 or cf32")
+    src.add_argument("--speed", type=_speed, metavar="X|max",
+                     help="replay pace: 1 is real time, max as fast as it goes (default: 1 "
+                     "with the window, max headless)")
+    src.add_argument("--loop", action="store_true", help="replay the recording over and over")
+    src.add_argument("--list-devices", action="store_true",
+                     help="list the radios this machine can see, and exit")
+    eng = parser.add_argument_group("engine")
+    eng.add_argument("--model", metavar="NAME|PATH",
+                     help="a shipped model's name or a checkpoint (.safetensors with its .json "
+                     "card); default: the shipped model that serves the sample rate")
+    eng.add_argument("--engine", default="auto", choices=["auto", "torch"],
+                     help="how to run the network (auto picks the fastest available)")
+    eng.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                     help="arithmetic of the engine (auto: fp16 on a GPU, fp32 on the CPU)")
+    eng.add_argument("--compute", default="auto", metavar="auto|cpu|cuda[:N]",
+                     help="where the spectrogram and the network run")
+    eng.add_argument("--hop", type=int, metavar="ROWS",
+                     help="rows between segmented frames (default: a whole frame on the CPU, "
+                     "half a frame on a GPU)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--headless", action="store_true", help="no window")
+    out.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                     help="stop after this much stream time")
+    out.add_argument("--log", type=Path, metavar="PATH",
+                     help="occupancy log, one row per emission: .csv, .jsonl or .parquet")
+    out.add_argument("--annotate", type=Path, metavar="PATH",
+                     help="write the emissions as SigMF annotations into this .sigmf-meta")
+    out.add_argument("--record", type=Path, metavar="PATH",
+                     help="record the raw IQ as a SigMF recording")
+    out.add_argument("--stats", type=Path, metavar="PATH",
+                     help="a JSON summary of the run at its end")
+    out.add_argument("--screenshot", type=Path, metavar="PNG",
+                     help="with the window: save it when the run ends")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        from monitor.sources.radio import list_devices
+
+        for line in list_devices():
+            print(line)
+        return 0
+    if not args.headless:
+        raise InputError(
+            "the waterfall window is not part of this build yet; run with --headless"
+        )
+    if args.screenshot is not None:
+        raise InputError("--screenshot needs the window; it cannot be used with --headless")
+    if args.replay is not None and args.device is not None:
+        raise InputError("give either --device or --replay, not both")
+    if args.datatype is not None and args.replay is None:
+        raise InputError("--format describes a raw recording: use it with --replay")
+    from monitor.app import MonitorSettings, run_monitor
+
+    settings = MonitorSettings(
+        device=args.device,
+        center_freq=args.fc,
+        sample_rate=args.rate,
+        gain=args.gain,
+        ppm=args.ppm,
+        replay=args.replay,
+        datatype={"ci16": "ci16_le", "cf32": "cf32_le"}.get(args.datatype, args.datatype),
+        speed=None if args.speed == "max" else (args.speed or None),
+        loop=args.loop,
+        model=args.model,
+        engine=args.engine,
+        precision=args.precision,
+        compute=args.compute,
+        headless=args.headless,
+        duration=args.duration,
+        log_path=args.log,
+        annotate=args.annotate,
+        record=args.record,
+        stats=args.stats,
+        hop=args.hop,
+    )
+    stats = run_monitor(settings).to_dict()
+    print(
+        f"{stats['source']}: {stats['stream_seconds']:.2f} s of stream in "
+        f"{stats['wall_seconds']:.2f} s ({stats['realtime_factor']}x real time), "
+        f"{stats['frames_segmented']}/{stats['frames']} frames segmented, "
+        f"{stats['samples_dropped']} samples dropped, {stats['emissions']} emissions"
+    )
+    return 0
+
+
+def _speed(text: str) -> float | str:
+    if text == "max":
+        return "max"
+    return _positive_float(text)
 
 
 def prmnet_main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +219,6 @@ def _prmnet_parser() -> argparse.ArgumentParser:
         epilog=SYNTH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    synth.set_defaults(debug=False)
     kinds = synth.add_subparsers(dest="kind", required=True, metavar="KIND")
     rec = kinds.add_parser(
         "recording",
@@ -121,7 +267,6 @@ def _prmnet_parser() -> argparse.ArgumentParser:
     ds.set_defaults(func=_synth_dataset)
 
     bench = commands.add_parser("bench", help="measure speed against references in one run")
-    bench.set_defaults(debug=False)
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bsynth = targets.add_parser("synth", help="scene generation: frames per second per rate")
     bsynth.add_argument("--rates", type=_rates, default=(1.92e6, 61.44e6), metavar="LIST")

@@ -17,16 +17,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from monitor.occupancy.emission import Emission
+from monitor.occupancy.stats import RunStats
 from monitor.processing import FrameResult, Processor
 from monitor.sources.base import IQBlock, Source
 
-__all__ = ["EmissionSink", "Pipeline", "PipelineTotals"]
+__all__ = ["BlockSink", "EmissionSink", "Pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,6 @@ class BlockSink(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
-class PipelineTotals:
-    """Counts of the reader and the loop, beside the processor's own."""
-
-    samples_read: int = 0
-    samples_dropped_queue: int = 0
-    samples_lost_source: int = 0
-    gaps: int = 0
-    emissions: int = 0
-    queue_high_water: int = 0
-    wall_seconds: float = 0.0
-    stream_seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    error: str | None = None
-
-
 @dataclass(frozen=True)
 class _Item:
     block: IQBlock
@@ -80,23 +65,27 @@ class Pipeline:
     Args:
         source: an opened source.
         processor: the processing chain, with an active runner.
+        stats: counted as the run goes (its descriptive fields set by the caller).
         sinks: receive every emission as it closes.
         block_sinks: receive every block processed (``--record``).
         queue_seconds: capacity of the queue in stream seconds.
+
+    Attributes:
+        error: what ended the source early, if anything did.
     """
 
-    def __init__(self, source: Source, processor: Processor,
+    def __init__(self, source: Source, processor: Processor, stats: RunStats,
                  sinks: Sequence[EmissionSink] = (), block_sinks: Sequence[BlockSink] = (),
                  queue_seconds: float = QUEUE_SECONDS) -> None:
         self.source = source
         self.processor = processor
+        self.stats = stats
         self.sinks = list(sinks)
         self.block_sinks = list(block_sinks)
-        self.totals = PipelineTotals()
+        self.error: str | None = None
         self._queue_seconds = queue_seconds
         self._queue: queue.Queue[_Item | object] = queue.Queue()
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._next_sample: int | None = None
         self.latest: FrameResult | None = None
         self.on_frame: Callable[[FrameResult], None] | None = None
@@ -106,12 +95,12 @@ class Pipeline:
         self._stop.set()
         self.source.close()
 
-    def run(self, duration: float | None = None) -> PipelineTotals:
+    def run(self, duration: float | None = None) -> RunStats:
         """Process until the source ends, ``duration`` stream seconds pass, or :meth:`stop`.
 
         Every open emission is closed and written before it returns, whatever ended the run.
         """
-        started = time.monotonic()
+        self.stats.start()
         reader = threading.Thread(target=self._read, name="source-reader", daemon=True)
         capacity_samples = self._queue_seconds * self.source.sample_rate
         stop_sample = None if duration is None else round(duration * self.source.sample_rate)
@@ -131,12 +120,7 @@ class Pipeline:
                 self._account_gap(block)
                 for sink in self.block_sinks:
                     sink.write_block(block)
-                emissions = self.processor.feed(block, behind=behind)
-                if self.processor.latest is not self.latest and self.processor.latest:
-                    self.latest = self.processor.latest
-                    self.totals.latencies.append(time.monotonic() - item.arrived)
-                    if self.on_frame is not None:
-                        self.on_frame(self.latest)
+                emissions = self._feed(block, behind, item.arrived)
                 self._emit(emissions)
                 if stop_sample is not None and block.end_sample >= stop_sample:
                     break
@@ -145,13 +129,32 @@ class Pipeline:
         finally:
             self._stop.set()
             self.source.close()
-            self._emit(self.processor.finish())
+            self._emit(self._count_frames(self.processor.finish, None))
             reader.join(timeout=5.0)
             for sink in [*self.sinks, *self.block_sinks]:
                 sink.close()
-            self.totals.wall_seconds = time.monotonic() - started
-            self.totals.stream_seconds = self.processor.counts.samples / self.source.sample_rate
-        return self.totals
+            self.stats.stop()
+        return self.stats
+
+    def _feed(self, block: IQBlock, behind: bool, arrived: float) -> list[Emission]:
+        return self._count_frames(lambda: self.processor.feed(block, behind=behind), arrived)
+
+    def _count_frames(self, step: Callable[[], list[Emission]],
+                      arrived: float | None) -> list[Emission]:
+        """Run a processor step and count the frames it formed and segmented."""
+        counts = self.processor.counts
+        frames, segmented = counts.frames, counts.frames_segmented
+        emissions = step()
+        new_segmented = counts.frames_segmented - segmented
+        for i in range(counts.frames - frames):
+            is_segmented = i >= (counts.frames - frames) - new_segmented
+            latency = time.monotonic() - arrived if is_segmented and arrived else None
+            self.stats.count_frame(is_segmented, latency)
+        if self.processor.latest is not None and self.processor.latest is not self.latest:
+            self.latest = self.processor.latest
+            if self.on_frame is not None:
+                self.on_frame(self.latest)
+        return emissions
 
     def _read(self) -> None:
         """The reader thread: source to queue."""
@@ -161,9 +164,7 @@ class Pipeline:
                 if self._stop.is_set():
                     break
                 item = _Item(block, time.monotonic())
-                with self._lock:
-                    self.totals.samples_read += len(block.samples)
-                    self.totals.samples_lost_source += block.lost_before
+                self.stats.count_block(len(block.samples), block.lost_before)
                 if self.source.live:
                     while self._queued_samples() + len(block.samples) > capacity:
                         self._drop_oldest()
@@ -173,13 +174,10 @@ class Pipeline:
                             self._queue.qsize() > 0 and not self._stop.is_set():
                         time.sleep(0.002)
                     self._queue.put(item)
-                with self._lock:
-                    self.totals.queue_high_water = max(self.totals.queue_high_water,
-                                                       self._queue.qsize())
-        except Exception as exc:  # the run ends with the error named in the stats
+                self.stats.note_queue_depth(self._queue.qsize())
+        except Exception as exc:  # the run ends, closing what is open; the caller reports it
             log.error("source failed: %s", exc)
-            with self._lock:
-                self.totals.error = str(exc)
+            self.error = str(exc)
         finally:
             self._queue.put(_END)
 
@@ -193,19 +191,17 @@ class Pipeline:
         except queue.Empty:
             return
         if isinstance(item, _Item):
-            with self._lock:
-                self.totals.samples_dropped_queue += len(item.block.samples)
+            self.stats.count_dropped(len(item.block.samples))
 
     def _account_gap(self, block: IQBlock) -> None:
         if self._next_sample is not None and block.first_sample > self._next_sample:
-            self.totals.gaps += 1
             log.warning("gap of %d samples before sample %d",
                         block.first_sample - self._next_sample, block.first_sample)
         self._next_sample = block.end_sample
 
     def _emit(self, emissions: list[Emission]) -> None:
         for emission in emissions:
-            self.totals.emissions += 1
+            self.stats.count_emission()
             for sink in self.sinks:
                 sink.write(emission)
 

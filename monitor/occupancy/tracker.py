@@ -115,12 +115,12 @@ class Tracker:
                 block = np.s_[active[0] : active[-1] + 1, low:high]
                 target = self._match(label, low, high, seen)
                 if target is None:
-                    target = _Open(label, first_row + active[0], first_row + active[-1],
-                                   low, high)
+                    target = _Open(label, first_row + int(active[0]),
+                                   first_row + int(active[-1]), low, high)
                     self._open.append(target)
                 seen.add(id(target))
-                target.last_row = first_row + active[-1]
-                n_rows = active[-1] - active[0] + 1
+                target.last_row = first_row + int(active[-1])
+                n_rows = int(active[-1] - active[0]) + 1
                 target.rows_seen += n_rows
                 target.confidence_sum += float(probs[block][..., cls].sum())
                 target.power_sum += float((10 ** (power_db[block] / 10)).sum())

@@ -1,0 +1,74 @@
+"""The models the monitor can run: shipped checkpoints in ``engines/weights``, or a user's.
+
+``load_model(None, rate)`` picks the shipped checkpoint that serves the stream's sample rate
+(the cheapest, in FLOPs, where several do); ``load_model(NAME, rate)`` a shipped one by name;
+``load_model(PATH, rate)`` a checkpoint file with its card beside it. A model that does not serve
+the rate is refused with the rates it does serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from monitor.dsp.geometry import Geometry
+from monitor.errors import InputError
+from monitor.train.cards import ModelCard, load_checkpoint, read_card
+
+__all__ = ["WEIGHTS_DIR", "LoadedModel", "load_model", "shipped_models"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass
+class LoadedModel:
+    """A network with its weights and its card."""
+
+    name: str
+    module: nn.Module
+    card: ModelCard
+
+    def geometry(self, sample_rate: float) -> Geometry:
+        return self.card.geometry_for(sample_rate)
+
+
+def shipped_models() -> dict[str, Path]:
+    """Name to weights path of every checkpoint shipped with the package."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))
+            if p.with_suffix(".json").is_file()}
+
+
+def load_model(name: str | None, sample_rate: float) -> LoadedModel:
+    """The model to run on a stream at ``sample_rate`` (on the CPU; runners move it).
+
+    Raises:
+        InputError: no such model, a broken checkpoint, or a model that does not serve the rate.
+    """
+    shipped = shipped_models()
+    if name is None:
+        serving = [(read_card(p).gflops, stem) for stem, p in shipped.items()
+                   if read_card(p).serves(sample_rate)]
+        if not serving:
+            rates = "; ".join(f"{stem}: {_rates(read_card(p))}" for stem, p in shipped.items())
+            raise InputError(
+                f"no shipped model serves {sample_rate / 1e6:g} MS/s"
+                + (f" ({rates})" if rates else " (none is installed)")
+                + "; choose a --rate it serves or give --model PATH"
+            )
+        name = min(serving)[1]
+    path = shipped.get(name, Path(name))
+    if not (path.is_file() or path.with_suffix(".json").is_file()):
+        known = ", ".join(shipped) or "none installed"
+        raise InputError(f"no model {name!r}: give a shipped name ({known}) or a checkpoint path")
+    module, card = load_checkpoint(path)
+    if not card.serves(sample_rate):
+        raise InputError(f"model {path.stem} serves {_rates(card)}, not "
+                         f"{sample_rate / 1e6:g} MS/s; choose a --rate it serves")
+    return LoadedModel(path.stem, module, card)
+
+
+def _rates(card: ModelCard) -> str:
+    low, high = card.sample_rates
+    return f"{low / 1e6:g}-{high / 1e6:g} MS/s"

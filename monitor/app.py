@@ -1,0 +1,172 @@
+"""A monitor run from its settings: the source, the engine, the sinks, and the run itself.
+
+Everything a user can get wrong is checked before the first sample is read (the recording opens,
+the model serves its rate, every output path is writable), so bad input ends in one line and no
+output file; from then on every emission is written as it closes, and SIGINT or SIGTERM end the
+run cleanly: open emissions closed and written, annotations and statistics saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from engines.backends.base import Runner
+from engines.models import LoadedModel, load_model
+from engines.selection import select_runner
+from monitor.dsp.geometry import Geometry
+from monitor.errors import DeviceError, InputError
+from monitor.occupancy.annotations import validate_annotation_path, write_annotations
+from monitor.occupancy.emission import Emission
+from monitor.occupancy.logs import open_log, validate_log_path, validate_output_path
+from monitor.occupancy.stats import RunStats
+from monitor.pipeline import Pipeline
+from monitor.processing import Processor
+from monitor.recordings import StreamingRecording
+from monitor.sources.base import Source
+from monitor.sources.files import open_recording
+from monitor.sources.replay import ReplaySource
+
+__all__ = ["MonitorSettings", "run_monitor"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """What a run was asked to do (the command line, parsed)."""
+
+    device: str | None = None
+    center_freq: float | None = None
+    sample_rate: float | None = None
+    gain: str = "auto"
+    ppm: int = 0
+    replay: Path | None = None
+    datatype: str | None = None
+    speed: float | None = None
+    loop: bool = False
+    model: str | None = None
+    engine: str = "auto"
+    precision: str = "auto"
+    compute: str = "auto"
+    headless: bool = True
+    duration: float | None = None
+    log_path: Path | None = None
+    annotate: Path | None = None
+    record: Path | None = None
+    stats: Path | None = None
+    hop: int | None = None
+    close_after: float = 0.25
+    seed: int = 0
+
+
+class _Collector:
+    """Keeps every emission, for the SigMF annotations written at the end."""
+
+    def __init__(self) -> None:
+        self.emissions: list[Emission] = []
+
+    def write(self, emission: Emission) -> None:
+        self.emissions.append(emission)
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(s: MonitorSettings) -> Source:
+    """The source the settings name (not opened yet).
+
+    Raises:
+        InputError: for a recording or a device that cannot be used as given.
+    """
+    if s.replay is not None:
+        if s.datatype is not None and s.sample_rate is None:
+            raise InputError("--format needs --rate (and --fc) to read a raw recording")
+        rec = open_recording(s.replay, s.datatype, s.sample_rate, s.center_freq)
+        return ReplaySource(rec, speed=s.speed, loop=s.loop)
+    device = s.device or "synthetic"
+    if device == "synthetic":
+        from monitor.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(center_freq=s.center_freq or 1.84e9,
+                               sample_rate=s.sample_rate or 30.72e6, seed=s.seed)
+    from monitor.sources.radio import open_radio
+
+    return open_radio(device, center_freq=s.center_freq, sample_rate=s.sample_rate,
+                      gain=s.gain, ppm=s.ppm)
+
+
+def run_monitor(s: MonitorSettings) -> RunStats:
+    """Run the monitor headless with the given settings; return its statistics.
+
+    Raises:
+        InputError: bad settings, found before anything is written.
+        DeviceError: a radio or the machine failed.
+    """
+    for path, check in ((s.log_path, validate_log_path), (s.annotate, validate_annotation_path),
+                        (s.stats, lambda p: validate_output_path(p, "stats file")),
+                        (s.record, lambda p: validate_output_path(p, "recording"))):
+        if path is not None:
+            check(path)
+    source = open_source(s)
+    model = load_model(s.model, source.sample_rate)
+    geometry = model.geometry(source.sample_rate)
+    runner = select_runner(model, engine=s.engine, precision=s.precision, compute=s.compute)
+    hop = s.hop or (geometry.height if runner.device.type == "cpu" else geometry.height // 2)
+    with source, runner:
+        return _run(s, source, runner, model, geometry, hop)
+
+
+def _run(s: MonitorSettings, source: Source, runner: Runner, model: LoadedModel,
+         geometry: Geometry, hop: int) -> RunStats:
+    collector = _Collector()
+    sinks: list = [collector]
+    if s.log_path is not None:
+        sinks.append(open_log(s.log_path))
+    block_sinks = []
+    if s.record is not None:
+        block_sinks.append(StreamingRecording(s.record, source.sample_rate, source.center_freq))
+    processor = Processor(runner, geometry, hop, s.close_after)
+    stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
+                     center_freq=source.center_freq, engine=runner.name,
+                     precision=runner.precision, compute_device=str(runner.device),
+                     model=model.name)
+    pipeline = Pipeline(source, processor, stats, sinks, block_sinks)
+    previous = _stop_on_signals(pipeline)
+    try:
+        pipeline.run(s.duration)
+    finally:
+        _restore_signals(previous)
+    if s.annotate is not None:
+        source_meta = source.recording.meta if isinstance(source, ReplaySource) else None
+        write_annotations(s.annotate, collector.emissions, sample_rate=source.sample_rate,
+                          center_freq=source.center_freq, source_meta=source_meta)
+    if s.stats is not None:
+        stats.write(s.stats)
+    if pipeline.error:
+        raise DeviceError(f"{source.describe()} failed: {pipeline.error}")
+    return stats
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_on_signals(pipeline: Pipeline) -> dict[int, object]:
+    """SIGINT and SIGTERM end the run cleanly (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: closing open emissions and stopping", signal.Signals(signum).name)
+        pipeline.stop()
+
+    return {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
