@@ -58,7 +58,7 @@ def monitor_main(argv: Sequence[str] | None = None) -> int:
     """``prmnet-monitor``: watch a radio, a recording or the synthetic radio for LTE and NR."""
     parser = _monitor_parser()
     args = parser.parse_args(argv)
-    return _run(_monitor, args)
+    return _run(_monitor, args, parser.prog)
 
 
 def _monitor_parser() -> argparse.ArgumentParser:
@@ -185,10 +185,11 @@ def prmnet_main(argv: Sequence[str] | None = None) -> int:
     """``prmnet``: scenes and data sets, training, evaluation, export, benchmarks."""
     parser = _prmnet_parser()
     args = parser.parse_args(argv)
-    return _run(args.func, args)
+    return _run(args.func, args, parser.prog)
 
 
-def _run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+def _run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace,
+         prog: str) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -198,7 +199,7 @@ def _run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namesp
     except MonitorError as exc:
         if args.debug:
             raise
-        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
