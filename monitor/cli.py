@@ -267,6 +267,16 @@ def _prmnet_parser() -> argparse.ArgumentParser:
                     help="processes (default: every core)")
     ds.set_defaults(func=_synth_dataset)
 
+    cmp_ = kinds.add_parser(
+        "compare",
+        help="figure: real recordings beside generated scenes made to resemble them",
+    )
+    cmp_.add_argument("out", type=Path, metavar="OUT.png")
+    cmp_.add_argument("--captures", type=Path, default=Path("../shared/captures"),
+                      help="folder of the real SigMF recordings (default ../shared/captures)")
+    cmp_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cmp_.set_defaults(func=_synth_compare)
+
     bench = commands.add_parser("bench", help="measure speed against references in one run")
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bsynth = targets.add_parser("synth", help="scene generation: frames per second per rate")
@@ -348,6 +358,15 @@ def _synth_dataset(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     print(f"wrote {args.frames} frames to {out}")
+    return 0
+
+
+def _synth_compare(args: argparse.Namespace) -> int:
+    from monitor.synth.figures import compare_with_captures
+
+    if not args.captures.is_dir():
+        raise InputError(f"no recordings folder {args.captures}; point --captures at one")
+    print(f"wrote {compare_with_captures(args.captures, args.out, args.seed)}")
     return 0
 
 

@@ -120,10 +120,17 @@ def test_dataset_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
     assert images.shape == (1, 256, 256) and images.dtype == np.float16
     manifest = json.loads((one / "dataset.json").read_text())
     assert manifest["request"]["frames"] == 5
-    # resuming finds every shard done; a different request is refused
+    # resuming finds every shard done; a different request is refused; the same one grown
+    # keeps the shards it had
     generate_dataset(one, request, workers=1, progress=False)
     with pytest.raises(ValueError, match="different data set"):
         generate_dataset(one, DatasetRequest(frames=6, rates=(1.92e6,)), progress=False)
+    before = (one / "shard-00001" / "images.npy").stat().st_mtime_ns
+    generate_dataset(one, DatasetRequest(frames=7, rates=(1.92e6, 2.4e6), seed=3, shard_size=2),
+                     workers=1, progress=False)
+    assert (one / "shard-00001" / "images.npy").stat().st_mtime_ns == before
+    assert np.load(one / "shard-00002" / "images.npy").shape[0] == 2
+    assert json.loads((one / "dataset.json").read_text())["request"]["frames"] == 7
 
 
 def test_parse_carrier_forms() -> None:

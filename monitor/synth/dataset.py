@@ -92,7 +92,9 @@ def generate_dataset(
 ) -> Path:
     """Write (or finish writing) a data set; return its folder.
 
-    An existing folder must hold the same request: shards already complete are kept.
+    An existing folder must hold the same request, but for the number of frames (frame i does
+    not depend on it): shards already complete are kept, so a data set can also be grown or cut
+    short at a shard boundary.
 
     Raises:
         ValueError: if ``out_dir`` holds a data set made from another request.
@@ -103,12 +105,11 @@ def generate_dataset(
     description = _describe(request)
     if manifest.exists():
         existing = json.loads(manifest.read_text())
-        if existing.get("request") != description["request"]:
+        if _identity(existing.get("request", {})) != _identity(description["request"]):
             raise ValueError(f"{out} holds a different data set; choose another folder")
-    else:
-        manifest.write_text(json.dumps(description, indent=2) + "\n")
+    manifest.write_text(json.dumps(description, indent=2) + "\n")
     n_shards = math.ceil(request.frames / request.shard_size)
-    todo = [k for k in range(n_shards) if not (out / _shard_name(k)).is_dir()]
+    todo = [k for k in range(n_shards) if not _shard_complete(out, k, request)]
     workers = workers or os.cpu_count() or 1
     done_frames = sum(_shard_frames(k, request) for k in range(n_shards) if k not in todo)
     bar = tqdm(total=request.frames, initial=done_frames, unit="frame", disable=not progress,
@@ -138,8 +139,22 @@ def _describe(request: DatasetRequest) -> dict:
     }
 
 
+def _identity(request: dict) -> dict:
+    """What makes frame i what it is: the request less its length."""
+    return {k: v for k, v in request.items() if k != "frames"}
+
+
 def _shard_name(k: int) -> str:
     return f"shard-{k:05d}"
+
+
+def _shard_complete(out: Path, k: int, request: DatasetRequest) -> bool:
+    """Shard k exists with every frame the request gives it (a data set cut short at a
+    partial shard and grown again rewrites that shard)."""
+    images = out / _shard_name(k) / "images.npy"
+    if not images.is_file():
+        return False
+    return np.load(images, mmap_mode="r").shape[0] == _shard_frames(k, request)
 
 
 def _shard_frames(k: int, request: DatasetRequest) -> int:
@@ -163,5 +178,7 @@ def _write_shard(job: tuple[Path, int, DatasetRequest]) -> int:
     with open(tmp / "frames.jsonl", "w") as fh:
         for f in frames:
             fh.write(json.dumps(f[3]) + "\n")
-    tmp.rename(out / _shard_name(k))
+    final = out / _shard_name(k)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
     return len(frames)
