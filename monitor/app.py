@@ -113,12 +113,17 @@ def run_monitor(s: MonitorSettings) -> RunStats:
         if path is not None:
             check(path)
     source = open_source(s)
-    model = load_model(s.model, source.sample_rate)
-    geometry = model.geometry(source.sample_rate)
-    runner = select_runner(model, engine=s.engine, precision=s.precision, compute=s.compute)
-    hop = s.hop or (geometry.height if runner.device.type == "cpu" else geometry.height // 2)
-    with source, runner:
-        return _run(s, source, runner, model, geometry, hop)
+    source.open()  # a missing radio is reported before anything else about it
+    try:
+        model = load_model(s.model, source.sample_rate)
+        geometry = model.geometry(source.sample_rate)
+        runner = select_runner(model, engine=s.engine, precision=s.precision,
+                               compute=s.compute)
+        hop = s.hop or (geometry.height if runner.device.type == "cpu" else geometry.height // 2)
+        with runner:
+            return _run(s, source, runner, model, geometry, hop)
+    finally:
+        source.close()
 
 
 def _run(s: MonitorSettings, source: Source, runner: Runner, model: LoadedModel,

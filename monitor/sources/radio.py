@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.errors import DeviceError, InputError
-from monitor.sources.base import IQBlock
+from monitor.sources.base import IQBlock, Source
 
 __all__ = [
+    "RTL_DEFAULT_RATE",
     "Backoff",
     "BlockStamper",
     "DcBlocker",
@@ -41,6 +42,7 @@ __all__ = [
     "RadioStats",
     "list_devices",
     "one_line",
+    "open_radio",
     "parse_device",
 ]
 
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 DEVICE_FORMS = "rtlsdr[:INDEX|:SERIAL], rtltcp:HOST:PORT, soapy:KEY=VALUE,..., synthetic"
 RTL_TCP_DEFAULT_PORT = 1234
+#: An RTL-SDR's rate when none is asked for: its highest without dropped samples on most hosts.
+RTL_DEFAULT_RATE = 2.4e6
 _SOAPY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
@@ -97,6 +101,56 @@ def parse_device(spec: str) -> DeviceSpec:
     raise InputError(f"unknown device {spec!r}; use one of: {DEVICE_FORMS}")
 
 
+def open_radio(
+    device: str,
+    *,
+    center_freq: float | None,
+    sample_rate: float | None,
+    gain: str = "auto",
+    ppm: int = 0,
+) -> Source:
+    """The source for ``--device`` (not opened yet), with the command line's settings.
+
+    An RTL-SDR or rtl_tcp runs at 2.4 MS/s unless ``sample_rate`` says otherwise; a SoapySDR
+    radio needs the rate (radios differ too much for one default). ``ppm`` 0 leaves an rtl_tcp
+    server's own correction.
+
+    Raises:
+        InputError: a malformed device name, no ``center_freq``, a gain that is neither a number
+            nor ``auto``, no rate for a SoapySDR radio, or settings the radio cannot take.
+    """
+    spec = parse_device(device)
+    if spec.kind == "synthetic":
+        raise InputError("the synthetic scene is not a radio")
+    if center_freq is None:
+        raise InputError(f"--device {device} needs --fc, the centre frequency in Hz")
+    if gain.strip().lower() == "auto":
+        level: float | str = "auto"
+    else:
+        try:
+            level = float(gain)
+        except ValueError:
+            raise InputError(f"--gain must be a number of dB or auto, got {gain!r}") from None
+    if spec.kind == "rtlsdr":
+        from monitor.sources.rtlsdr import RtlSdrSource
+
+        return RtlSdrSource(center_freq, sample_rate or RTL_DEFAULT_RATE, device=spec.device,
+                            gain=level, ppm=ppm)
+    if spec.kind == "rtltcp":
+        from monitor.sources.rtltcp import RtlTcpSource
+
+        return RtlTcpSource(spec.host, spec.port, center_freq, sample_rate or RTL_DEFAULT_RATE,
+                            gain=level, ppm=ppm or None)
+    if sample_rate is None:
+        raise InputError(
+            f"--device {device} needs --rate, a rate the radio has and a model serves (e.g. "
+            "10e6 for a HackRF or an Airspy, 30.72e6 for a USRP, bladeRF, LimeSDR or Pluto)"
+        )
+    from monitor.sources.soapy import SoapySource
+
+    return SoapySource(spec.args, center_freq, sample_rate, gain=level)
+
+
 def _host_port(rest: str, spec: str) -> tuple[str, int]:
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?", rest)
     if m is None:
@@ -131,27 +185,27 @@ class DcBlocker:
     """Removes the DC offset (LO leakage) by subtracting a slowly tracking estimate of it.
 
     The estimate is a one-pole IIR average of the block means, with the block length folded into
-    the pole so the time constant is the same whatever the block size; it starts at the first
-    block's mean, so the spike is gone from the first block on.
+    the pole so the time constant is the same whatever the block size. Until a time constant's
+    worth of samples has passed it is the plain mean of all samples so far, so the spike is gone
+    from the first block on.
     """
 
     def __init__(self, sample_rate: float, time_constant: float = 1.0) -> None:
         self._samples_per_tau = time_constant * sample_rate
-        self._dc: complex | None = None
+        self._dc = 0j
+        self._seen = 0
 
     def reset(self) -> None:
         """Forget the estimate (after a retune or a reconnect the leakage is another)."""
-        self._dc = None
+        self._dc, self._seen = 0j, 0
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Subtract the DC estimate from ``samples`` (complex64) in place and return them."""
         if not len(samples):
             return samples
-        mean = complex(samples.mean(dtype=np.complex128))
-        if self._dc is None:
-            self._dc = mean
-        else:
-            self._dc += -math.expm1(-len(samples) / self._samples_per_tau) * (mean - self._dc)
+        self._seen += len(samples)
+        weight = max(-math.expm1(-len(samples) / self._samples_per_tau), len(samples) / self._seen)
+        self._dc += weight * (complex(samples.mean(dtype=np.complex128)) - self._dc)
         samples -= np.complex64(self._dc)
         return samples
 

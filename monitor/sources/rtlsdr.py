@@ -171,7 +171,8 @@ class RtlSdrSource(Source):
         transfer_samples: samples per USB transfer and per block (a multiple of 256).
         transfers: USB transfers librtlsdr keeps in flight.
         queue_transfers: transfers the queue to the reader holds before it drops.
-        settle_s: seconds of samples discarded after a retune or a reconnect.
+        settle_s: seconds of samples discarded when the stream starts (after opening, a retune
+            or a reconnect), in whole transfers.
         stall_timeout: seconds without samples after which the radio counts as lost.
         backoff: waits between reconnect attempts.
         max_reconnects: failed attempts in a row before giving up; None: never give up.
@@ -223,7 +224,7 @@ class RtlSdrSource(Source):
         self._rtl_agc = rtl_agc
         self._transfer_bytes = 2 * transfer_samples
         self._transfers = transfers
-        self._settle_s = settle_s
+        self._settle_samples = round(settle_s * sample_rate)
         self._stall_timeout = stall_timeout
         self._backoff = backoff or Backoff()
         self._max_reconnects = max_reconnects
@@ -238,7 +239,6 @@ class RtlSdrSource(Source):
         self._sessions = 0
         self._opened = False
         self._label = f"RTL-SDR {device}" if device else "RTL-SDR #0"
-        self._settle_until = 0.0
         self._expected = 0
         self._gap_from: float | None = None
         self._gap_lost = True
@@ -338,7 +338,7 @@ class RtlSdrSource(Source):
             self._gap_from = None
         self._stamper.lose(start - self._expected)
         self._expected = start + n
-        if arrival - n / self.sample_rate < self._settle_until:
+        if start < self._settle_samples:
             self._stamper.discard(n)
             return None
         return self._stamper.stamp(from_raw(raw, _CU8), arrival)
@@ -400,6 +400,11 @@ class RtlSdrSource(Source):
         self._gap_from, self._gap_lost = session.last_arrival, lost
 
     def _reconnect(self) -> None:
+        """Reopen the radio with backoff; the gap is counted when its first transfer arrives.
+
+        Raises:
+            DeviceError: ``max_reconnects`` attempts in a row failed.
+        """
         failures = 0
         while not self._stop.wait(self._backoff.next_delay()):
             with self._lock:
@@ -492,7 +497,6 @@ class RtlSdrSource(Source):
         self._session = session
         self._expected = 0
         self._seen_dropped = self._seen_short = 0
-        self._settle_until = time.time() + self._settle_s
         session.thread.start()
 
     def _stream(self, session: _Session) -> None:

@@ -9,7 +9,8 @@ the RTL2832's AGC, 0x0e bias tee. (pyrtlsdr's own TCP client speaks another prot
 
 The server is untrusted: the header is checked (magic, a known tuner type, a plausible gain
 count), every read is bounded by the block buffer, every wait times out, and a server that falls
-silent for ``stall_timeout`` or drops the connection is reconnected with backoff. The samples of
+silent for ``stall_timeout`` (or sends less than a tenth of the sample rate's bytes over it), or
+drops the connection, is reconnected with backoff. The samples of
 the gap are counted as lost from the wall clock (what the server had buffered when the link broke
 cannot be known). The first ``settle_s`` of samples after connecting, and after a retune also the
 bytes already waiting in the socket, belong to the server's old settings and are discarded.
@@ -136,6 +137,8 @@ class RtlTcpSource(Source):
         self._skipped = 0
         self._last_wall = 0.0
         self._last_mono = 0.0
+        self._window_start = 0.0
+        self._window_bytes = 0
         self._scratch = memoryview(bytearray(min(self._block_bytes, 1 << 16)))
 
     @property
@@ -274,6 +277,7 @@ class RtlTcpSource(Source):
             if not got:
                 raise _LinkError("the server closed the connection")
             self._last_wall, self._last_mono = time.time(), time.monotonic()
+            self._check_rate(got)
             if not self._skip:
                 return got
             self._skip -= got
@@ -281,6 +285,23 @@ class RtlTcpSource(Source):
             if not self._skip:
                 self._stamper.discard(self._skipped // 2)
                 self._skipped = 0
+
+    def _check_rate(self, got: int) -> None:
+        """A server that trickles data is as good as silent: over each ``stall_timeout`` it must
+        send a tenth of what the sample rate makes at least.
+
+        Raises:
+            _LinkError: it sent less.
+        """
+        self._window_bytes += got
+        elapsed = self._last_mono - self._window_start
+        if elapsed < self._stall_timeout:
+            return
+        expected = 2 * self.sample_rate * elapsed
+        if self._window_bytes < expected / 10:
+            raise _LinkError(f"the server sent {self._window_bytes} bytes in {elapsed:.3g} s, "
+                             f"not the {expected:.0f} of {self.sample_rate:g} S/s")
+        self._window_start, self._window_bytes = self._last_mono, 0
 
     def _reconnect(self) -> None:
         """Reconnect with backoff (caller holds the I/O lock); the gap is counted as lost.
@@ -316,10 +337,10 @@ class RtlTcpSource(Source):
         """
         sock = self._dial()
         try:
-            magic, tuner, gains = HEADER.unpack(self._receive_exactly(sock, HEADER.size))
+            header = self._receive_exactly(sock, HEADER.size)
+            magic, tuner, gains = HEADER.unpack(header)
             if magic != b"RTL0":
-                raise _LinkError(f"not an rtl_tcp server: it greeted with "
-                                 f"{HEADER.pack(magic, tuner, gains)[:12]!r}, not RTL0")
+                raise _LinkError(f"not an rtl_tcp server: it greeted with {header!r}, not RTL0")
             if tuner >= len(TUNERS) or gains > MAX_GAIN_COUNT:
                 raise _LinkError(f"not an rtl_tcp server: implausible header (tuner type "
                                  f"{tuner}, {gains} gains)")
@@ -330,6 +351,7 @@ class RtlTcpSource(Source):
             self._sock = None
             raise
         self._tuner, self._gain_count = TUNERS[tuner], gains
+        self._window_start, self._window_bytes = time.monotonic(), 0
         if self._stamper.center_freq != self._center_freq:
             self._stamper.retune(self._center_freq)
         self._last_wall, self._last_mono = time.time(), time.monotonic()
