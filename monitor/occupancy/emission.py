@@ -6,7 +6,7 @@ The fields and their order are the occupancy log's (a contract: ``../shared/DESI
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["LOG_COLUMNS", "Emission"]
 
@@ -65,5 +65,5 @@ LOG_COLUMNS = tuple(f.name for f in fields(Emission))
 
 def iso_utc(posix_seconds: float) -> str:
     """``2026-11-28T21:03:39.123456Z``: UTC, microseconds."""
-    moment = datetime.fromtimestamp(posix_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(posix_seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

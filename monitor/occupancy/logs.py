@@ -48,7 +48,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -343,7 +343,7 @@ def read_emissions(path: str | Path) -> list[Emission]:
         values = dict(row)
         for name in _TIME_COLUMNS:
             try:
-                moment = datetime.strptime(row[name], _ISO_FORMAT).replace(tzinfo=timezone.utc)
+                moment = datetime.strptime(row[name], _ISO_FORMAT).replace(tzinfo=UTC)
             except ValueError:
                 raise InputError(f"{path}: emission {n} has {name} {row[name]!r}, expected "
                                  "ISO 8601 UTC such as 2026-11-28T21:03:39.123456Z") from None

@@ -22,7 +22,7 @@ import logging
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.errors import InputError
@@ -197,7 +197,7 @@ def _table_rows(carriers: Sequence[Carrier]) -> list[tuple[str, ...]]:
 
 
 def _clock(posix_seconds: float) -> str:
-    moment = datetime.fromtimestamp(posix_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(posix_seconds, tz=UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
