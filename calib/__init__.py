@@ -1,0 +1,1 @@
+"""Calibration for reduced-precision engines."""
