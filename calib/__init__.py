@@ -1,1 +1,0 @@
-"""Calibration for reduced-precision engines."""
