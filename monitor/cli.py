@@ -209,7 +209,7 @@ def _prmnet_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prmnet",
         description="Offline tools of prmnet-monitor: synthetic LTE/NR scenes and data sets, "
-        "benchmarks.",
+        "training and evaluation of the network, occupancy reports, benchmarks.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -276,6 +276,12 @@ def _prmnet_parser() -> argparse.ArgumentParser:
                       help="folder of the real SigMF recordings (default ../shared/captures)")
     cmp_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     cmp_.set_defaults(func=_synth_compare)
+
+    from monitor.occupancy.report import add_report_command
+    from monitor.train.commands import add_commands as add_train_commands
+
+    add_train_commands(commands)
+    add_report_command(commands)
 
     bench = commands.add_parser("bench", help="measure speed against references in one run")
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")

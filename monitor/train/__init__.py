@@ -1,0 +1,1 @@
+"""Training and evaluation: data sets, augmentation, metrics, the training loop, model cards."""

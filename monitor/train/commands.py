@@ -1,0 +1,196 @@
+"""The ``prmnet train`` and ``prmnet eval`` subcommands (wired in by ``monitor.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from pathlib import Path
+
+from monitor.errors import InputError
+
+__all__ = ["EVAL_EXAMPLES", "TRAIN_EXAMPLES", "add_commands"]
+
+log = logging.getLogger("prmnet.train")
+
+TRAIN_EXAMPLES = """\
+examples:
+  # data: a training set, and a test set drawn with another seed
+  prmnet synth dataset data/train --frames 20000 --rates 1.92e6,19.2e6,61.44e6 --seed 1
+  prmnet synth dataset data/test --frames 2000 --rates 1.92e6,19.2e6,61.44e6 --seed 2
+  # train the CPU model with a shipped configuration (monitor/train/configs/prmnet_w8.toml)
+  prmnet train prmnet_w8 --run-dir runs/prmnet_w8
+  # a long run in the background, four hours at a time: the same command resumes it
+  nohup prmnet train prmnet_w8 --run-dir runs/prmnet_w8 --max-minutes 240 \\
+      > runs/prmnet_w8.out 2>&1 &
+  # your own configuration (copy a shipped one: every key is explained in it)
+  prmnet train my-run.toml
+The run folder holds ckpt-last.pt (resume state), best.safetensors + best.json (the best
+weights by validation mean IoU, with their model card) and log.jsonl (one line per validation).
+SIGTERM or Ctrl-C stop after the current step with a checkpoint.
+"""
+
+EVAL_EXAMPLES = """\
+examples:
+  # one model on the test set; tables on stdout
+  prmnet eval runs/prmnet_w8/best.safetensors --data data/test
+  # PRMNet beside the U-Net baseline, on the test set and the real recordings, into docs/eval
+  prmnet eval engines/weights/prmnet_w8.safetensors engines/weights/unet_w8.safetensors \\
+      --data data/test --captures ../shared/captures --report docs/eval
+  # a quick look: 100 frames, recordings only
+  prmnet eval runs/prmnet_w8/best.safetensors --data data/test --limit 100
+  prmnet eval runs/prmnet_w8/best.safetensors --captures ../shared/captures
+A MODEL is NAME.safetensors with its card NAME.json beside it. The report folder gets
+report.md, metrics.json, miou_vs_snr.png and confusion.png.
+"""
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``eval`` to a ``prmnet`` subparser set; each sets ``func``."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a segmentation network from a TOML configuration (resumable)",
+        description="Train PRMNet or the U-Net baseline on prmnet synth data sets (or the "
+        "authors' PNG layout). Running the same command again resumes the run.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("config", metavar="CONFIG",
+                       help="a TOML configuration, or the name of a shipped one (prmnet_w8, "
+                       "prmnet_w16, unet_s, unet_w8, prmnet)")
+    train.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
+                       help="the run folder (default runs/CONFIG_NAME)")
+    train.add_argument("--max-minutes", type=_positive_float, default=None, metavar="M",
+                       help="stop after this many minutes, with a checkpoint")
+    train.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
+                       help="stop after this many steps of this call, with a checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    ev = subparsers.add_parser(
+        "eval",
+        help="evaluate models on a test set and real recordings; write a report",
+        description="Evaluate one or more checkpoints side by side: pixel metrics, mean IoU by "
+        "SNR, carrier precision and recall on a test set; class shares on real recordings.",
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("models", nargs="+", type=Path, metavar="MODEL",
+                    help="checkpoints: NAME.safetensors with NAME.json beside it")
+    ev.add_argument("--data", type=Path, action="append", default=[], metavar="DIR",
+                    help="test data: a prmnet synth dataset folder or the authors' testSet "
+                    "(repeat for more)")
+    ev.add_argument("--captures", type=Path, default=None, metavar="DIR",
+                    help="real SigMF recordings with a truth.json (e.g. ../shared/captures)")
+    ev.add_argument("--report", type=Path, default=None, metavar="DIR",
+                    help="write report.md, metrics.json and plots here")
+    ev.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                    help="evaluate only the first N test frames")
+    ev.add_argument("--capture-frames", type=_positive_int, default=8, metavar="N",
+                    help="at most N frames per recording (default 8)")
+    ev.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
+                    help="frames per forward pass (default 1, as the monitor runs)")
+    ev.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                    help="torch threads (default: torch's choice)")
+    ev.add_argument("--device", default="cpu", metavar="DEV",
+                    help="cpu (default), cuda, cuda:N or auto")
+    ev.add_argument("--record-metrics", action="store_true",
+                    help="also write the test and recording figures into each model's card")
+    ev.set_defaults(func=_eval)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from monitor.train.loop import TrainConfig, resolve_config, train
+
+    path = resolve_config(args.config)
+    config = TrainConfig.from_toml(path)
+    run_dir = args.run_dir or Path("runs") / path.stem
+    command = shlex.join(["prmnet", "train", str(path), "--run-dir", str(run_dir)])
+    result = train(config, run_dir, command=command, max_minutes=args.max_minutes,
+                   max_steps=args.max_steps, progress=not args.no_progress)
+    state = "finished" if result.finished else "stopped; run the same command to resume"
+    best = (f"best validation mean IoU {100 * result.best_miou:.2f} % ({result.best_path})"
+            if result.best_path else "no validation yet")
+    print(f"{run_dir}: step {result.step} of {result.total_steps}, {state}; {best}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from monitor.train.cards import load_checkpoint, write_card
+    from monitor.train.data import open_frames
+    from monitor.train.evaluate import (
+        check_not_training_data,
+        evaluate,
+        evaluate_captures,
+        format_report,
+        write_report,
+    )
+    from monitor.train.loop import pick_device
+
+    if not args.data and args.captures is None:
+        raise InputError("nothing to evaluate on: give --data DIR, --captures DIR or both")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    frames = open_frames(args.data) if args.data else None
+    names = _names(args.models)
+    results, captures = [], {}
+    for path, name in zip(args.models, names, strict=True):
+        model, card = load_checkpoint(path, device)
+        if frames is not None:
+            check_not_training_data(card, frames, name)
+            result = evaluate(model, card, frames, name, args.limit, args.batch_size, device)
+            results.append(result)
+            card.metrics["test"] = {"data": [str(d) for d in args.data],
+                                    **result.summary()}
+        if args.captures is not None:
+            captures[name] = evaluate_captures(model, card, args.captures, args.capture_frames,
+                                               device)
+            card.metrics["captures"] = [c.summary() for c in captures[name]]
+        if args.record_metrics:
+            write_card(card, path)
+    command = shlex.join(["prmnet", "eval", *map(str, args.models),
+                          *(a for d in args.data for a in ("--data", str(d))),
+                          *(["--captures", str(args.captures)] if args.captures else []),
+                          *(["--report", str(args.report)] if args.report else []),
+                          *(["--limit", str(args.limit)] if args.limit else []),
+                          *(["--capture-frames", str(args.capture_frames)]
+                            if args.captures and args.capture_frames != 8 else []),
+                          *(["--batch-size", str(args.batch_size)]
+                            if args.batch_size != 1 else [])])
+    data = ", ".join(str(d) for d in args.data)
+    if args.report:
+        report = write_report(results, captures, args.report, command, data)
+        log.info("wrote %s", report)
+    print(format_report(results, captures, command, data))
+    return 0
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Report names: the file stems, with the folder added where stems repeat."""
+    stems = [p.stem for p in paths]
+    return [
+        f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths
+    ]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value

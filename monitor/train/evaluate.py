@@ -1,0 +1,550 @@
+"""``prmnet eval``: models on a test set and on real recordings, side by side, in one report.
+
+On a test set (:func:`evaluate`): every frame whole (256x256), pixel metrics from the confusion
+matrix (macro mean IoU over noise, LTE and NR, per-class IoU, pixel and mean accuracy, F1,
+precision, recall, the LTE/NR confusion), the same per SNR bin (a frame's SNR is the highest of
+its visible carriers'; bins of 5 dB from -10 to 30 dB, frames without a carrier in a bin of their
+own where the false-alarm share is what counts), and carrier-level precision and recall
+(:mod:`monitor.train.metrics`). The forward pass is timed per frame.
+
+On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
+``truth.json`` (see ``../shared/captures``): each recording is cut into frames with the model's
+geometry at its own sample rate (a recording shorter than a frame gives one frame of the rows it
+has, padded by reflection to a multiple of 8 rows, and only its real rows count), and the share
+of pixels given to each class is checked against the classes present and absent: the dominant
+signal class must be a present one, absent classes must get under 5 % of the signal pixels
+(every present one at least that), at least 1 % of the pixels must be signal; a recording of
+noise passes with under 2 % of its pixels called LTE or NR.
+
+:func:`write_report` writes ``report.md`` (tables), ``metrics.json`` (every figure),
+``miou_vs_snr.png`` and ``confusion.png`` into the report folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engines.prmnet import CLASS_NAMES
+from monitor.dsp.spectrogram import Spectrogram, network_input
+from monitor.errors import InputError
+from monitor.sources.files import open_recording
+from monitor.train.cards import ModelCard, json_safe
+from monitor.train.data import FrameSet, ShardFrames, collate
+from monitor.train.loop import segment
+from monitor.train.metrics import (
+    LTE,
+    NR,
+    CarrierCounts,
+    ConfusionMatrix,
+    predicted_carriers,
+    truth_carriers,
+)
+
+__all__ = [
+    "NOISE_ONLY",
+    "SNR_BINS",
+    "CaptureResult",
+    "EvalResult",
+    "check_not_training_data",
+    "evaluate",
+    "evaluate_captures",
+    "format_report",
+    "snr_bin",
+    "write_report",
+]
+
+SNR_EDGES = tuple(range(-10, 31, 5))
+SNR_BINS = tuple(f"{lo} to {hi} dB" for lo, hi in itertools.pairwise(SNR_EDGES))
+NOISE_ONLY = "noise only"
+UNKNOWN = "unknown"
+ROW_MULTIPLE = 8
+MAX_OTHER_SHARE = 0.05
+MIN_SIGNAL_SHARE = 0.01
+MAX_FALSE_ALARM = 0.02
+
+
+@dataclass
+class EvalResult:
+    """One model on one test set.
+
+    Attributes:
+        name: the model's name in the report.
+        card: its model card.
+        frames: frames evaluated.
+        confusion: pixel counts over every frame.
+        by_snr: pixel counts per SNR bin.
+        frames_by_snr: frames per SNR bin.
+        carriers: carrier-level counts.
+        seconds_per_frame: mean forward-pass time of one frame.
+        batch_size: frames per forward pass.
+        threads: torch threads during the timing.
+    """
+
+    name: str
+    card: ModelCard
+    frames: int = 0
+    confusion: ConfusionMatrix = field(default_factory=ConfusionMatrix)
+    by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
+    frames_by_snr: dict[str, int] = field(default_factory=dict)
+    carriers: CarrierCounts = field(default_factory=CarrierCounts)
+    seconds_per_frame: float = float("nan")
+    batch_size: int = 1
+    threads: int = 1
+
+    def summary(self) -> dict[str, Any]:
+        """Every figure, JSON-ready (NaN as None)."""
+        by_snr = {}
+        for name in (*SNR_BINS, NOISE_ONLY, UNKNOWN):
+            if name in self.by_snr:
+                s = self.by_snr[name].summary()
+                by_snr[name] = {"frames": self.frames_by_snr[name], "miou": s["miou"],
+                                "pixel_accuracy": s["pixel_accuracy"],
+                                "false_alarm": _false_alarm(self.by_snr[name].matrix)}
+        return json_safe({
+            "model": self.card.model,
+            "overrides": self.card.overrides,
+            "parameters": self.card.parameters,
+            "gflops": self.card.gflops,
+            "frames": self.frames,
+            "pixels": self.confusion.summary(),
+            "carriers": self.carriers.summary(),
+            "by_snr": by_snr,
+            "ms_per_frame": 1e3 * self.seconds_per_frame,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+        })
+
+
+@dataclass
+class CaptureResult:
+    """One model on one real recording.
+
+    Attributes:
+        recording: the recording's name in truth.json.
+        sample_rate: its sample rate.
+        present: classes truth.json says are present.
+        absent: classes it says are absent.
+        frames: frames evaluated.
+        rows: spectrogram rows evaluated (real rows only).
+        counts: pixels given to each class (noise, LTE, NR).
+        served: whether the sample rate is one the model was trained for.
+    """
+
+    recording: str
+    sample_rate: float
+    present: list[str]
+    absent: list[str]
+    frames: int
+    rows: int
+    counts: list[int]
+    served: bool
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Share of all pixels given to each class."""
+        total = sum(self.counts)
+        return {n: (c / total if total else float("nan"))
+                for n, c in zip(CLASS_NAMES, self.counts, strict=True)}
+
+    @property
+    def signal_shares(self) -> dict[str, float]:
+        """Of the pixels called LTE or NR, the share of each."""
+        signal = self.counts[LTE] + self.counts[NR]
+        return {CLASS_NAMES[c]: (self.counts[c] / signal if signal else float("nan"))
+                for c in (LTE, NR)}
+
+    def verdict(self) -> tuple[bool, str]:
+        """Pass or fail against truth.json, and why."""
+        if self.rows == 0:
+            return False, "shorter than one spectrogram row"
+        shares, signal = self.shares, self.signal_shares
+        signal_share = shares["LTE"] + shares["NR"]
+        if not self.present:
+            limit = f"limit {100 * MAX_FALSE_ALARM:g} %"
+            return signal_share < MAX_FALSE_ALARM, f"{100 * signal_share:.1f} % signal ({limit})"
+        if signal_share < MIN_SIGNAL_SHARE:
+            return False, f"only {100 * signal_share:.2f} % of the pixels called signal"
+        dominant = max(("LTE", "NR"), key=lambda c: signal[c])
+        if dominant not in self.present:
+            return False, f"{dominant} dominates ({100 * signal[dominant]:.0f} % of signal)"
+        for cls in self.absent:
+            if cls in signal and signal[cls] >= MAX_OTHER_SHARE:
+                return False, f"{cls} is absent but holds {100 * signal[cls]:.1f} % of signal"
+        for cls in self.present:
+            if signal[cls] < MAX_OTHER_SHARE:
+                return False, f"{cls} is present but holds {100 * signal[cls]:.1f} % of signal"
+        others = ", ".join(f"{c} {100 * signal[c]:.1f} %" for c in self.absent if c in signal)
+        return True, f"{dominant} dominates; {others} of signal"
+
+    def summary(self) -> dict[str, Any]:
+        passed, reason = self.verdict()
+        return json_safe({
+            "recording": self.recording, "sample_rate": self.sample_rate,
+            "present": self.present, "absent": self.absent, "served": self.served,
+            "frames": self.frames, "rows": self.rows, "shares": self.shares,
+            "signal_shares": self.signal_shares, "passed": passed, "reason": reason,
+        })
+
+
+def snr_bin(snr_db: float | None) -> str:
+    """The report's SNR bin of a frame (None: a frame without a carrier)."""
+    if snr_db is None:
+        return NOISE_ONLY
+    k = int(np.clip((snr_db - SNR_EDGES[0]) // 5, 0, len(SNR_BINS) - 1))
+    return SNR_BINS[k]
+
+
+def evaluate(
+    model: nn.Module,
+    card: ModelCard,
+    frames: FrameSet,
+    name: str,
+    limit: int | None = None,
+    batch_size: int = 1,
+    device: torch.device | str = "cpu",
+) -> EvalResult:
+    """Run ``model`` on the frames (the first ``limit``) and measure everything.
+
+    Raises:
+        InputError: if the frames do not fit the model (channels, image size).
+    """
+    g = card.geometry
+    if frames.in_chans != card.in_chans:
+        raise InputError(f"{name} takes {card.in_chans} input channels, the data gives "
+                         f"{frames.in_chans}")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    result = EvalResult(name, card, batch_size=batch_size, threads=torch.get_num_threads())
+    count = len(frames) if limit is None else min(limit, len(frames))
+    seconds = 0.0
+    for first in range(0, count, batch_size):
+        inputs, labels, metas = collate([frames[i] for i in range(first,
+                                                                   min(count, first + batch_size))])
+        if tuple(labels.shape[-2:]) != (g["height"], g["width"]):
+            raise InputError(f"the data's frames are {tuple(labels.shape[-2:])}, {name} was "
+                             f"trained on {g['height']}x{g['width']}")
+        start = time.perf_counter()
+        prediction = segment(model, inputs.to(device)).cpu()
+        seconds += time.perf_counter() - start
+        result.confusion.update(prediction, labels)
+        for pred, truth, meta in zip(prediction, labels, metas, strict=True):
+            if "carriers" in meta:
+                geometry = card.geometry_for(meta["sample_rate"])
+                truth_spans = truth_carriers(meta, geometry)
+                key = snr_bin(_frame_snr(meta, geometry))
+            else:
+                truth_spans, key = predicted_carriers(truth), UNKNOWN
+            result.carriers.update(predicted_carriers(pred), truth_spans)
+            result.by_snr.setdefault(key, ConfusionMatrix()).update(pred, truth)
+            result.frames_by_snr[key] = result.frames_by_snr.get(key, 0) + 1
+    result.frames = count
+    result.seconds_per_frame = seconds / max(count, 1)
+    return result
+
+
+def evaluate_captures(
+    model: nn.Module,
+    card: ModelCard,
+    captures_dir: str | Path,
+    max_frames: int = 8,
+    device: torch.device | str = "cpu",
+) -> list[CaptureResult]:
+    """Run ``model`` on every recording of ``captures_dir/truth.json`` (at most ``max_frames``
+    consecutive frames each).
+
+    Raises:
+        InputError: for a missing or malformed truth.json, or a recording that cannot be read.
+    """
+    folder = Path(captures_dir)
+    truth = _read_truth(folder)
+    if card.in_chans != 1:
+        raise InputError(f"{card.model} takes {card.in_chans}-channel pictures, not spectrograms")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    results = []
+    for entry in truth:
+        rec = open_recording(folder / f"{entry['recording']}.sigmf-meta")
+        geometry = card.geometry_for(rec.sample_rate)
+        spectrogram = Spectrogram(geometry, device)
+        spr = geometry.samples_per_row
+        rows_total = len(rec) // spr
+        if rows_total >= geometry.height:
+            spans = [(k * geometry.height, geometry.height)
+                     for k in range(min(max_frames, rows_total // geometry.height))]
+        else:
+            spans = [(0, rows_total)] if rows_total else []
+        counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
+        for first_row, rows in spans:
+            samples = torch.from_numpy(rec.read(first_row * spr, rows * spr)).to(device)
+            x = network_input(spectrogram.rows(samples))
+            padded = _pad_rows(x, ROW_MULTIPLE)
+            prediction = segment(model, padded[None])[0, :rows].cpu()
+            counts += torch.bincount(prediction.reshape(-1), minlength=len(CLASS_NAMES))
+        results.append(CaptureResult(
+            recording=entry["recording"], sample_rate=rec.sample_rate,
+            present=list(entry.get("present", [])), absent=list(entry.get("absent", [])),
+            frames=len(spans), rows=sum(r for _, r in spans), counts=counts.tolist(),
+            served=card.serves(rec.sample_rate),
+        ))
+    return results
+
+
+def format_report(
+    results: Sequence[EvalResult],
+    captures: dict[str, list[CaptureResult]],
+    command: str = "",
+    data: str = "",
+) -> str:
+    """The report as Markdown: models, pixel metrics, carriers, mean IoU by SNR, captures."""
+    lines = ["# Evaluation report", ""]
+    if command:
+        lines += [f"Regenerate with `{command}`.", ""]
+    if data:
+        lines += [f"Test data: {data}.", ""]
+    if results:
+        lines += _models_table(results) + _pixel_table(results) + _carrier_table(results)
+        lines += _snr_table(results) + _confusion_tables(results)
+    for name, recs in captures.items():
+        lines += _captures_table(name, recs)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    results: Sequence[EvalResult],
+    captures: dict[str, list[CaptureResult]],
+    out_dir: str | Path,
+    command: str = "",
+    data: str = "",
+) -> Path:
+    """Write report.md, metrics.json and the plots into ``out_dir``; return report.md's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    metrics = {
+        "command": command,
+        "data": data,
+        "models": {r.name: r.summary() for r in results},
+        "captures": {name: [c.summary() for c in recs] for name, recs in captures.items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if results:
+        _plot_snr(results, out / "miou_vs_snr.png")
+        _plot_confusion(results, out / "confusion.png")
+    text = format_report(results, captures, command, data)
+    if results:
+        text += "\n![mean IoU against SNR](miou_vs_snr.png)\n\n![confusion](confusion.png)\n"
+    report.write_text(text)
+    return report
+
+
+def check_not_training_data(card: ModelCard, frames: FrameSet, name: str) -> None:
+    """Refuse test frames drawn with the seed of the model's training data.
+
+    Raises:
+        InputError: if a data set of ``frames`` shares a seed with the model's training data.
+    """
+    if not isinstance(frames, ShardFrames):
+        return
+    trained = {
+        entry["request"]["seed"]
+        for entry in card.data.get("train", [])
+        if isinstance(entry, dict) and "request" in entry
+    }
+    shared = trained & set(frames.seeds())
+    if shared:
+        raise InputError(
+            f"the test data was drawn with seed {min(shared)}, like {name}'s training data: its "
+            f"frames are training frames; draw test data with another --seed"
+        )
+
+
+def _frame_snr(meta: dict[str, Any], geometry: Any) -> float | None:
+    """Highest SNR of the frame's carriers in view, None where there is none."""
+    snrs = [c["snr_db"] for c in meta["carriers"]
+            if truth_carriers({"carriers": [c]}, geometry)]
+    return max(snrs) if snrs else None
+
+
+def _false_alarm(matrix: torch.Tensor) -> float:
+    """Share of true noise pixels called LTE or NR."""
+    noise = matrix[0].sum()
+    return float(matrix[0, 1:].sum() / noise) if noise else float("nan")
+
+
+def _read_truth(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "truth.json"
+    try:
+        truth = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{folder} has no truth.json (see ../shared/captures)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if not isinstance(truth, list) or not all(
+        isinstance(e, dict) and "recording" in e for e in truth
+    ):
+        raise InputError(f"{path} must be a list of objects with a 'recording' name")
+    return truth
+
+
+def _pad_rows(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (C, rows, width) by reflection (edge rows included) to a multiple of rows."""
+    rows = x.shape[-2]
+    extra = -rows % multiple
+    if extra == 0:
+        return x
+    padded = np.pad(x.cpu().numpy(), ((0, 0), (0, extra), (0, 0)), mode="symmetric")
+    return torch.from_numpy(padded).to(x.device)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}"
+
+
+def _models_table(results: Sequence[EvalResult]) -> list[str]:
+    lines = ["## Models", "",
+             "| model | architecture | parameters | GFLOP/frame | rates served (MS/s) | "
+             "ms/frame | frames |",
+             "|---|---|---:|---:|---|---:|---:|"]
+    for r in results:
+        arch = r.card.model + (f" {r.card.overrides}" if r.card.overrides else "")
+        low, high = (x / 1e6 for x in r.card.sample_rates)
+        lines.append(f"| {r.name} | {arch} | {r.card.parameters:,} | {r.card.gflops:.2f} | "
+                     f"{low:g}-{high:g} | {1e3 * r.seconds_per_frame:.1f} | {r.frames} |")
+    threads = {r.threads for r in results}
+    lines += ["", f"Time: forward pass only, batch {results[0].batch_size}, "
+              f"{'/'.join(map(str, sorted(threads)))} torch thread(s).", ""]
+    return lines
+
+
+def _pixel_table(results: Sequence[EvalResult]) -> list[str]:
+    lines = ["## Pixels (%)", "",
+             "| model | mean IoU | IoU noise | IoU LTE | IoU NR | pixel acc. | mean acc. | "
+             "F1 | precision | recall | LTE called NR | NR called LTE |",
+             "|---|" + "---:|" * 11]
+    for r in results:
+        s = r.confusion.summary()
+        cells = [s["miou"], *(s["iou"][c] for c in CLASS_NAMES), s["pixel_accuracy"],
+                 s["mean_accuracy"], s["macro_f1"], s["macro_precision"], s["macro_recall"],
+                 s["lte_as_nr"], s["nr_as_lte"]]
+        lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + " |")
+    return [*lines, "", "F1, precision and recall: macro means over the three classes.", ""]
+
+
+def _carrier_table(results: Sequence[EvalResult]) -> list[str]:
+    lines = ["## Carriers (%)", "",
+             "A carrier is found when a predicted span of the same class overlaps its band with "
+             "an IoU of at least 0.5.", "",
+             "| model | precision | recall | LTE precision | LTE recall | NR precision | "
+             "NR recall | true carriers |",
+             "|---|" + "---:|" * 7]
+    for r in results:
+        s = r.carriers.summary()
+        pc = s["per_class"]
+        cells = [s["precision"], s["recall"], pc["LTE"]["precision"], pc["LTE"]["recall"],
+                 pc["NR"]["precision"], pc["NR"]["recall"]]
+        lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + f" | {s['truth']} |")
+    return [*lines, ""]
+
+
+def _snr_table(results: Sequence[EvalResult]) -> list[str]:
+    bins = [b for b in (*SNR_BINS, NOISE_ONLY, UNKNOWN) if any(b in r.by_snr for r in results)]
+    lines = ["## Mean IoU by SNR (%)", "",
+             "A frame's SNR is the highest of its carriers'; on frames without a carrier the "
+             "figure is the false-alarm share (noise pixels called LTE or NR).", "",
+             "| SNR | frames | " + " | ".join(r.name for r in results) + " |",
+             "|---|---:|" + "---:|" * len(results)]
+    for b in bins:
+        frames = max(r.frames_by_snr.get(b, 0) for r in results)
+        cells = []
+        for r in results:
+            if b not in r.by_snr:
+                cells.append("")
+            elif b == NOISE_ONLY:
+                cells.append(f"{_pct(_false_alarm(r.by_snr[b].matrix))} false alarm")
+            else:
+                cells.append(_pct(r.by_snr[b].summary()["miou"]))
+        lines.append(f"| {b} | {frames} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _confusion_tables(results: Sequence[EvalResult]) -> list[str]:
+    lines = ["## Confusion (% of each true class)", ""]
+    for r in results:
+        m = r.confusion.matrix.to(torch.float64)
+        rows = m / m.sum(dim=1, keepdim=True).clamp(min=1)
+        lines += [f"{r.name}:", "", "| true \\ called | " + " | ".join(CLASS_NAMES) + " |",
+                  "|---|" + "---:|" * len(CLASS_NAMES)]
+        lines += [f"| {CLASS_NAMES[i]} | " + " | ".join(f"{100 * v:.1f}" for v in row.tolist())
+                  + " |" for i, row in enumerate(rows)]
+        lines.append("")
+    return lines
+
+
+def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
+    passed = sum(r.verdict()[0] for r in recs)
+    lines = [f"## Real recordings: {name} ({passed} of {len(recs)} pass)", "",
+             "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
+             "NR % of signal | verdict |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in recs:
+        ok, reason = r.verdict()
+        sh, sig = r.shares, r.signal_shares
+        rate = f"{r.sample_rate / 1e6:g}" + ("" if r.served else " (not served)")
+        lines.append(
+            f"| {r.recording} | {rate} | {', '.join(r.present) or 'none'} | {r.rows} | "
+            f"{_pct(sh['noise'])} | {_pct(sh['LTE'])} | {_pct(sh['NR'])} | {_pct(sig['LTE'])} | "
+            f"{_pct(sig['NR'])} | {'pass' if ok else 'FAIL'}: {reason} |"
+        )
+    return [*lines, ""]
+
+
+def _plot_snr(results: Sequence[EvalResult], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    centres = [(lo + hi) / 2 for lo, hi in itertools.pairwise(SNR_EDGES)]
+    for r in results:
+        points = [(c, r.by_snr[b].summary()["miou"]) for c, b in zip(centres, SNR_BINS,
+                                                                      strict=True)
+                  if b in r.by_snr]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, [100 * y for y in ys], marker="o", label=r.name)
+    ax.set_xlabel("frame SNR (highest carrier), dB")
+    ax.set_ylabel("mean IoU, %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_confusion(results: Sequence[EvalResult], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * len(results), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(results)))
+    for ax, r in zip(axes, results, strict=True):
+        m = r.confusion.matrix.to(torch.float64)
+        rows = (m / m.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
+        ax.imshow(rows, vmin=0, vmax=1, cmap="Blues")
+        for i in range(rows.shape[0]):
+            for j in range(rows.shape[1]):
+                ax.text(j, i, f"{100 * rows[i, j]:.1f}", ha="center", va="center",
+                        color="white" if rows[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+        ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+        ax.set_xlabel("called")
+        ax.set_ylabel("true")
+        ax.set_title(r.name)
+    fig.savefig(path, dpi=120)

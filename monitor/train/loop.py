@@ -1,0 +1,773 @@
+"""``prmnet train``: train a segmentation network from a TOML configuration.
+
+A run lives in a run folder::
+
+    config.json         the configuration as resolved (checked when the run resumes)
+    ckpt-last.pt        model, optimizer, schedule, step, RNG and best-so-far: the run's state
+    best.safetensors    the weights with the best validation mean IoU so far
+    best.json           their model card
+    log.jsonl           one line per validation: step, training loss, validation metrics
+
+Running the same command again resumes from ``ckpt-last.pt`` and gives the weights an
+uninterrupted run would have given: the model is initialised from the seed, the batch of every
+step is a fixed function of the seed and the step (:class:`monitor.train.data.StepBatches`), and
+the checkpoint holds everything else. ``max_minutes`` (``--max-minutes``), SIGTERM or a first
+Ctrl-C end a run cleanly after the current step, with a checkpoint, so a long run can go in the
+background a few hours at a time. Checkpoints are written to a temporary file and renamed.
+
+Configuration (TOML; relative paths are relative to the working directory)::
+
+    model = "prmnet_w8"          # a name of engines.prmnet.MODEL_CONFIGS
+    seed = 1
+    [overrides]                  # optional constructor arguments, e.g. base_width = 12
+    [data]
+    train = ["data/train"]       # prmnet synth dataset folders (or the authors' PNG layout)
+    val = ["data/val"]           # validation folders, or instead:
+    val_fraction = 0.02          # hold this share of the training frames out (by frame identity)
+    val_frames = 256             # validate on at most this many (full-size) frames
+    [optim]
+    steps = 20000                # or epochs = 10
+    batch_size = 8
+    lr = 2e-3                    # AdamW, linear warm-up then cosine down to lr * min_lr_ratio
+    weight_decay = 1e-4          # not applied to biases and norm weights
+    warmup_steps = 200
+    min_lr_ratio = 0.01
+    [loss]
+    class_weights = "auto"       # "auto" (inverse square root of the pixel shares), "none" or
+                                 # [noise, LTE, NR]
+    dice = 0.5                   # weight of a soft Dice term added to the cross-entropy, 0 = none
+    [augment]                    # monitor.train.augment.AugmentConfig; crop = 0: whole frames
+    crop = [128, 128]
+    [run]
+    val_every = 500
+    checkpoint_every = 250
+    threads = 2                  # torch threads, 0 = torch's default
+    workers = 0                  # data loader processes
+    device = "auto"              # "cpu", "cuda", "cuda:1", "auto"
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabilities
+from monitor.errors import InputError
+from monitor.train.augment import AugmentConfig
+from monitor.train.cards import geometry_fields, json_safe, make_card, save_checkpoint
+from monitor.train.data import (
+    AugmentedFrames,
+    FrameSet,
+    ShardFrames,
+    StepBatches,
+    collate,
+    holdout_split,
+    open_frames,
+)
+from monitor.train.metrics import ConfusionMatrix
+
+__all__ = [
+    "CONFIG_DIR",
+    "DataConfig",
+    "LossConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "TrainResult",
+    "pick_device",
+    "resolve_config",
+    "segment",
+    "train",
+    "validate",
+]
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+"""The example configurations shipped with the package."""
+
+CHECKPOINT = "ckpt-last.pt"
+BEST = "best"
+CHECKPOINT_FORMAT = "prmnet-train/1"
+CLASS_WEIGHT_FRAMES = 256
+UNCOMPARED = {"run": ("threads", "workers", "device")}
+"""Settings a run may change when it resumes: they do not change what it computes."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training and validation data (see the module docstring)."""
+
+    train: tuple[str, ...]
+    val: tuple[str, ...] = ()
+    val_fraction: float = 0.0
+    val_frames: int = 256
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(d, str) for d in (*self.train, *self.val)) or isinstance(
+            self.train, str
+        ):
+            raise ValueError("data.train and data.val are lists of folders")
+        if not self.train:
+            raise ValueError("data.train names no folder")
+        if bool(self.val) == (self.val_fraction > 0):
+            raise ValueError("give either data.val (folders) or data.val_fraction (> 0)")
+        if not 0 <= self.val_fraction < 1 or self.val_frames <= 0:
+            raise ValueError("data.val_fraction must lie in [0, 1), data.val_frames be positive")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and schedule: AdamW, linear warm-up, cosine decay; ``steps`` or ``epochs``."""
+
+    steps: int = 0
+    epochs: float = 0.0
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.01
+
+    def __post_init__(self) -> None:
+        if (self.steps > 0) == (self.epochs > 0):
+            raise ValueError("give either optim.steps or optim.epochs (> 0)")
+        if self.batch_size <= 0 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError("optim.batch_size and optim.lr must be positive")
+
+    def total_steps(self, train_frames: int) -> int:
+        """Steps of the run for a training set of ``train_frames`` frames."""
+        return self.steps or math.ceil(self.epochs * train_frames / self.batch_size)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Cross-entropy on logits, optionally class-weighted, plus an optional soft Dice term."""
+
+    class_weights: str | tuple[float, ...] = "auto"
+    dice: float = 0.0
+
+    def __post_init__(self) -> None:
+        weights = self.class_weights
+        if isinstance(weights, str) and weights not in ("auto", "none"):
+            raise ValueError(f'loss.class_weights is "auto", "none" or a list, not {weights!r}')
+        if not isinstance(weights, str) and (
+            len(weights) != len(CLASS_NAMES) or any(w <= 0 for w in weights)
+        ):
+            raise ValueError(f"loss.class_weights needs {len(CLASS_NAMES)} positive weights")
+        if self.dice < 0:
+            raise ValueError("loss.dice must not be negative")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How the run is carried out; nothing here changes the result but ``val_every``."""
+
+    val_every: int = 500
+    checkpoint_every: int = 250
+    threads: int = 0
+    workers: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.val_every <= 0 or self.checkpoint_every <= 0:
+            raise ValueError("run.val_every and run.checkpoint_every must be positive")
+        if self.threads < 0 or self.workers < 0:
+            raise ValueError("run.threads and run.workers must not be negative")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: model, data, optimisation, loss, augmentation, run settings, seed."""
+
+    model: str
+    data: DataConfig
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_CONFIGS:
+            raise ValueError(f"unknown model {self.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        """Read a configuration file.
+
+        Raises:
+            InputError: for a missing or malformed file, an unknown key or a bad value.
+        """
+        p = Path(path)
+        try:
+            table = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise InputError(f"no such configuration: {p}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"cannot read configuration {p}: {exc}") from None
+        return cls.from_dict(table, str(p))
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any], where: str = "configuration") -> TrainConfig:
+        """A configuration from its TOML tables (as :meth:`to_dict` writes them).
+
+        Raises:
+            InputError: for an unknown key or a bad value, naming it.
+        """
+        sections: dict[str, type] = {
+            "data": DataConfig,
+            "optim": OptimConfig,
+            "loss": LossConfig,
+            "augment": AugmentConfig,
+            "run": RunConfig,
+        }
+        top = dict(table)
+        overrides = top.pop("overrides", {})
+        if not isinstance(overrides, dict):
+            raise InputError(f"{where}: overrides must be a table")
+        if "crop" in top.get("augment", {}):
+            top["augment"] = {**top["augment"], "crop": _crop(top["augment"]["crop"], where)}
+        parts = {
+            name: _build(section, top.pop(name, {}), f"[{name}] of {where}")
+            for name, section in sections.items()
+            if name != "data" or "data" in top
+        }
+        if "data" not in parts:
+            raise InputError(f"{where} has no [data] table (data.train names the frames)")
+        return _build(cls, {**top, **parts, "overrides": overrides}, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready tables."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did.
+
+    Attributes:
+        run_dir: the run folder.
+        step: steps done so far, this call and earlier ones.
+        total_steps: steps of the whole run.
+        best_miou: best validation mean IoU so far (NaN before the first validation).
+        best_path: the best weights so far, if any.
+        losses: training loss of every step this call ran.
+    """
+
+    run_dir: Path
+    step: int
+    total_steps: int
+    best_miou: float
+    best_path: Path | None
+    losses: list[float]
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A configuration file by path, or by the name of a shipped one (``prmnet_w8``).
+
+    Raises:
+        InputError: if neither exists.
+    """
+    p = Path(name)
+    if p.is_file():
+        return p
+    shipped = CONFIG_DIR / f"{p.stem}.toml"
+    if p.suffix in ("", ".toml") and len(p.parts) == 1 and shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.toml")))
+    raise InputError(f"no such configuration: {p} (shipped ones: {known})")
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    command: str = "",
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train, or resume training, in ``run_dir``.
+
+    Args:
+        config: the run's configuration (a resumed run must have been started with the same,
+            but for ``run.threads``, ``run.workers`` and ``run.device``).
+        run_dir: the run folder; made if missing.
+        command: the command line, recorded in the model card.
+        max_minutes: stop after the step that passes this many minutes of this call.
+        max_steps: stop after this many steps of this call.
+        progress: show a progress bar.
+
+    Returns:
+        Where the run stands.
+
+    Raises:
+        InputError: for data that cannot be used, or a run folder holding another run.
+    """
+    run = Path(run_dir)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    device = pick_device(config.run.device)
+    frames = open_frames(config.data.train)
+    _require_complete(frames)
+    train_idx, val_frames, val_idx = _split(config.data, frames)
+    total = config.optim.total_steps(len(train_idx))
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, **config.overrides).to(device)
+    if model.in_chans != frames.in_chans:
+        raise InputError(
+            f"{config.model} takes {model.in_chans} input channels, the data gives "
+            f"{frames.in_chans}; set in_chans = {frames.in_chans} under [overrides]"
+        )
+    optimizer = _optimizer(model, config.optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.optim, total))
+    run.mkdir(parents=True, exist_ok=True)
+    state = _resume(run, config, model, optimizer, scheduler, len(train_idx), device)
+    if state is None:
+        weights = _class_weights(config.loss, frames, train_idx)
+        state = _State(class_weights=weights.tolist())
+        (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    stop = total if max_steps is None else min(total, state.step + max_steps)
+    samples = AugmentedFrames(frames, train_idx, config.augment, config.seed)
+    loader = DataLoader(
+        samples,
+        batch_sampler=StepBatches(len(train_idx), config.optim.batch_size, config.seed,
+                                  state.step, stop),
+        collate_fn=collate,
+        num_workers=config.run.workers,
+    )
+    weights = torch.tensor(state.class_weights, dtype=torch.float32, device=device)
+    card_base = {
+        "model_name": config.model,
+        "overrides": config.overrides,
+        "sample_rates": _rates(frames),
+        "data": {
+            "train": frames.describe(),
+            "val": (val_frames.describe() if config.data.val
+                    else {"held_out_fraction": config.data.val_fraction}),
+            "train_frames": len(train_idx),
+            "val_frames": len(val_idx),
+        },
+    }
+    losses: list[float] = []
+    started, earlier = time.monotonic(), state.elapsed
+    running = math.nan
+    bar = tqdm(total=total, initial=state.step, desc="train", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    with _stop_requests() as stop_requested:
+        for inputs, labels, _ in loader:
+            model.train()
+            logits = model(inputs.to(device))
+            loss = _loss(logits, labels.to(device), weights, config.loss.dice)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            losses.append(float(loss.detach()))
+            running = losses[-1] if math.isnan(running) else 0.95 * running + 0.05 * losses[-1]
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}", val_miou=f"{state.last_miou:.4f}",
+                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            state.elapsed = earlier + time.monotonic() - started
+            if state.step % config.run.val_every == 0 or state.step == total:
+                summary = validate(model, val_frames, val_idx, device, config.optim.batch_size)
+                state.last_miou = summary["miou"]
+                _log(run, state.step, losses[-config.run.val_every:], scheduler, summary,
+                     state.elapsed)
+                if summary["miou"] > state.best_miou or math.isnan(state.best_miou):
+                    state.best_miou, state.best_step = summary["miou"], state.step
+                    _save_best(model, run, config, card_base, command, state, total, summary)
+            out_of_time = max_minutes is not None and (
+                time.monotonic() - started >= 60 * max_minutes
+            )
+            ending = out_of_time or stop_requested() or state.step >= stop
+            if ending or state.step % config.run.checkpoint_every == 0:
+                _save_state(run, config, model, optimizer, scheduler, state, len(train_idx))
+            if ending:
+                break
+    bar.close()
+    best = run / f"{BEST}.safetensors"
+    return TrainResult(run, state.step, total, state.best_miou,
+                       best if best.is_file() else None, losses)
+
+
+def segment(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Class of every pixel (N, H, W) of a batch of network inputs, in eval mode, no grad."""
+    model.eval()
+    with torch.inference_mode():
+        return model(inputs).argmax(dim=1)
+
+
+def validate(
+    model: nn.Module,
+    frames: FrameSet,
+    indices: list[int],
+    device: torch.device,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Pixel metrics of ``model`` on whole frames ``indices`` of ``frames`` (see metrics)."""
+    matrix = ConfusionMatrix(device=device)
+    for first in range(0, len(indices), batch_size):
+        inputs, labels, _ = collate([frames[i] for i in indices[first : first + batch_size]])
+        matrix.update(segment(model, inputs.to(device)), labels.to(device))
+    return matrix.summary()
+
+
+@dataclass
+class _State:
+    """What a run carries from step to step besides the model, optimizer and schedule."""
+
+    class_weights: list[float]
+    step: int = 0
+    best_miou: float = math.nan
+    best_step: int = 0
+    last_miou: float = math.nan
+    elapsed: float = 0.0
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, checking keys and value types."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where} must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise InputError(f"unknown key {unknown[0]!r} in {where}; known: {', '.join(known)}")
+    values = {}
+    for key, value in table.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        default = known[key].default
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif _mistyped(default, value):
+            raise InputError(f"{key} in {where} must be like {default!r}, got {value!r}")
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _mistyped(default: Any, value: Any) -> bool:
+    """Whether ``value`` cannot stand where ``default`` stands.
+
+    Required fields and fields made by a factory (the sections) are checked by the dataclasses
+    themselves.
+    """
+    if default is MISSING or default is None or value is None or isinstance(value, dict):
+        return False
+    if isinstance(default, str) and isinstance(value, tuple):
+        return False  # class_weights: a name or a list
+    if isinstance(default, tuple):  # of numbers, or empty (a list of folders)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        return not isinstance(value, tuple) or (bool(default) and not numbers)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(default) is not type(value)
+    return not isinstance(value, type(default))
+
+
+def _crop(value: Any, where: str) -> tuple[int, int] | None:
+    """``crop`` as written: 0 (whole frames), a side, or [height, width]."""
+    if value == 0 or value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (value[0], value[1])
+    raise InputError(f"augment.crop in {where} must be 0, a side or [height, width], got {value!r}")
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for ``cpu``, ``cuda[:N]`` or ``auto`` (CUDA where there is one).
+
+    On CUDA, cuDNN is set to deterministic algorithms.
+
+    Raises:
+        InputError: for a name torch does not know, or CUDA where there is none.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but torch sees no CUDA device here")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return device
+
+
+def _require_complete(frames: FrameSet) -> None:
+    """Refuse a data set still being written: its frame positions would move under the run."""
+    if not isinstance(frames, ShardFrames):
+        return
+    for entry in frames.describe():
+        asked = entry["request"]["frames"]
+        if entry["frames_present"] < asked:
+            raise InputError(
+                f"{entry['path']} holds {entry['frames_present']} of its {asked} frames; let "
+                f"prmnet synth dataset finish it (run it again to resume) before training"
+            )
+
+
+def _split(data: DataConfig, frames: FrameSet) -> tuple[list[int], FrameSet, list[int]]:
+    """Training positions, validation frame set and validation positions (at most val_frames)."""
+    if data.val:
+        val_frames = open_frames(data.val)
+        train_idx = list(range(len(frames)))
+        val_idx = list(range(len(val_frames)))
+        shared = set(frames.keys()) & set(val_frames.keys())
+        if shared:
+            raise InputError(
+                f"{len(shared)} validation frames are also training frames (same data set seed "
+                f"and index); draw the validation set with another --seed"
+            )
+    else:
+        val_frames = frames
+        train_idx, val_idx = holdout_split(frames, data.val_fraction)
+    if not train_idx or not val_idx:
+        raise InputError(
+            f"{len(train_idx)} training and {len(val_idx)} validation frames: need some of each"
+        )
+    if len(val_idx) > data.val_frames:
+        picks = np.linspace(0, len(val_idx) - 1, data.val_frames).round().astype(int)
+        val_idx = [val_idx[i] for i in picks]
+    return train_idx, val_frames, val_idx
+
+
+def _rates(frames: FrameSet) -> list[float]:
+    """Sample rates the training data covers (the authors' pictures: 61.44 MS/s)."""
+    return frames.sample_rates() if isinstance(frames, ShardFrames) else [61.44e6]
+
+
+def _optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW, without weight decay on biases and norm parameters (every 1-D tensor)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim.lr,
+    )
+
+
+def _schedule(optim: OptimConfig, total: int) -> Callable[[int], float]:
+    """Learning-rate factor by step: linear warm-up, then cosine down to ``min_lr_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        span = max(1, total - optim.warmup_steps)
+        progress = min(1.0, (step - optim.warmup_steps) / span)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
+
+    return factor
+
+
+def _class_weights(loss: LossConfig, frames: FrameSet, indices: list[int]) -> torch.Tensor:
+    """Cross-entropy class weights: given, none (ones), or from the training pixel shares.
+
+    "auto": ``share ** -0.5`` over up to ``CLASS_WEIGHT_FRAMES`` training frames spread evenly,
+    scaled so that the mean weight per pixel is 1 (a rarer class weighs more, but only as the
+    square root of its rarity, so it does not drown the common ones).
+    """
+    n = len(CLASS_NAMES)
+    if loss.class_weights == "none":
+        return torch.ones(n)
+    if not isinstance(loss.class_weights, str):
+        return torch.tensor(loss.class_weights, dtype=torch.float32)
+    picks = np.unique(np.linspace(0, len(indices) - 1, CLASS_WEIGHT_FRAMES).round().astype(int))
+    counts = np.zeros(n)
+    for i in picks:
+        counts += np.bincount(frames.raw(indices[i])[1].ravel(), minlength=n)[:n]
+    share = np.maximum(counts / counts.sum(), 1e-4)
+    weights = share**-0.5
+    return torch.tensor(weights / (weights * share).sum(), dtype=torch.float32)
+
+
+def _loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice: float
+) -> torch.Tensor:
+    """Cross-entropy on logits (weighted), plus ``dice`` times the soft Dice loss."""
+    loss = F.cross_entropy(logits, labels, weight=weights)
+    if dice > 0:
+        probs = probabilities(logits)
+        onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+        inter = (probs * onehot).sum(dim=(0, 2, 3))
+        total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+        loss = loss + dice * (1.0 - ((2.0 * inter + 1.0) / (total + 1.0)).mean())
+    return loss
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration without the settings a resumed run may change."""
+    out = json.loads(json.dumps(config))
+    for section, keys in UNCOMPARED.items():
+        for key in keys:
+            out.get(section, {}).pop(key, None)
+    return out
+
+
+def _save_state(
+    run: Path,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: _State,
+    train_frames: int,
+) -> None:
+    """Write ``ckpt-last.pt`` atomically."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_dict(),
+        "train_frames": train_frames,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "state": asdict(state),
+    }
+    tmp = run / f".{CHECKPOINT}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, run / CHECKPOINT)
+
+
+def _resume(
+    run: Path,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    train_frames: int,
+    device: torch.device,
+) -> _State | None:
+    """Load the run's checkpoint into the model, optimizer and schedule, if there is one."""
+    path = run / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise InputError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a prmnet training checkpoint")
+    if _comparable(payload["config"]) != _comparable(config.to_dict()):
+        raise InputError(
+            f"{run} holds a run started with another configuration; resume it with that one "
+            f"({run / 'config.json'}) or choose another --run-dir"
+        )
+    if payload["train_frames"] != train_frames:
+        raise InputError(
+            f"{run} was trained on {payload['train_frames']} frames, the data now holds "
+            f"{train_frames}; resume with the same data or choose another --run-dir"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"].cpu())
+    return _State(**payload["state"])
+
+
+def _save_best(
+    model: nn.Module,
+    run: Path,
+    config: TrainConfig,
+    card_base: dict[str, Any],
+    command: str,
+    state: _State,
+    total: int,
+    summary: dict[str, Any],
+) -> None:
+    """Write the current weights as the run's best, with their card."""
+    card = make_card(
+        card_base["model_name"],
+        card_base["overrides"],
+        card_base["sample_rates"],
+        geometry=geometry_fields(),
+        training={
+            "command": command,
+            "seed": config.seed,
+            "config": config.to_dict(),
+            "total_steps": total,
+            "step": state.step,
+            "seconds": round(state.elapsed),
+            "class_weights": state.class_weights,
+        },
+        data=card_base["data"],
+        metrics={"validation": {"step": state.step, **summary}},
+    )
+    save_checkpoint(model, card, run / f"{BEST}.safetensors")
+
+
+def _log(
+    run: Path,
+    step: int,
+    losses: list[float],
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    summary: dict[str, Any],
+    elapsed: float,
+) -> None:
+    """Append one validation line to ``log.jsonl``."""
+    line = {
+        "step": step,
+        "train_loss": float(np.mean(losses)) if losses else None,
+        "lr": scheduler.get_last_lr()[0],
+        "elapsed_s": round(elapsed, 1),
+        "val": {k: summary[k] for k in ("miou", "iou", "pixel_accuracy", "lte_as_nr",
+                                        "nr_as_lte")},
+    }
+    with open(run / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(json_safe(line)) + "\n")
+
+
+@contextmanager
+def _stop_requests() -> Iterator[Callable[[], bool]]:
+    """While active, SIGTERM and a first Ctrl-C ask the run to stop after its step.
+
+    A second Ctrl-C interrupts at once. Outside the main thread, signals are left alone.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested.is_set
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

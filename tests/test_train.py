@@ -1,0 +1,314 @@
+"""Tests of monitor.train: data, configuration, training and resuming, model cards, evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from engines.prmnet import create_model
+from monitor.dsp.spectrogram import network_input
+from monitor.errors import InputError
+from monitor.synth.dataset import DatasetRequest, generate_dataset
+from monitor.train.cards import load_checkpoint, make_card, save_checkpoint
+from monitor.train.commands import add_commands
+from monitor.train.data import (
+    PNG_COLOURS,
+    AugmentedFrames,
+    StepBatches,
+    holdout_split,
+    open_frames,
+)
+from monitor.train.evaluate import (
+    SNR_BINS,
+    check_not_training_data,
+    evaluate,
+    evaluate_captures,
+    format_report,
+    snr_bin,
+    write_report,
+)
+from monitor.train.loop import CONFIG_DIR, TrainConfig, resolve_config, train
+
+RATE = 1.92e6
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: quicker on a busy machine, and the runs compare bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 12-frame training set in two shards and a 3-frame validation set, at 1.92 MS/s."""
+    root = tmp_path_factory.mktemp("data")
+    generate_dataset(root / "train", DatasetRequest(12, (RATE,), seed=11, shard_size=6),
+                     workers=1, progress=False)
+    generate_dataset(root / "val", DatasetRequest(3, (RATE,), seed=12), workers=1,
+                     progress=False)
+    return {"train": root / "train", "val": root / "val"}
+
+
+def _config(data: dict[str, Path], steps: int, val_every: int = 3, **optim: float) -> TrainConfig:
+    return TrainConfig.from_dict({
+        "model": "prmnet_w8",
+        "seed": 3,
+        "data": {"train": [str(data["train"])], "val": [str(data["val"])], "val_frames": 1},
+        "optim": {"steps": steps, "batch_size": 4, "lr": 1e-2, "warmup_steps": 0, **optim},
+        "loss": {"dice": 0.5},
+        "augment": {"crop": [64, 64]},
+        "run": {"val_every": val_every, "checkpoint_every": 100},
+    })
+
+
+def _untrained(tmp_path: Path, name: str, model: str = "prmnet_w8", **overrides: int) -> Path:
+    torch.manual_seed(0)
+    card = make_card(model, overrides, [RATE])
+    return save_checkpoint(create_model(model, **overrides), card, tmp_path / f"{name}.safetensors")
+
+
+def test_shard_frames_give_network_input_labels_and_truth(data: dict[str, Path]) -> None:
+    frames = open_frames([data["train"]])
+    assert len(frames) == 12 and frames.in_chans == 1
+    x, y, meta = frames[7]
+    image, mask, _ = frames.raw(7)
+    assert x.shape == (1, 256, 256) and x.dtype == torch.float32
+    assert y.shape == (256, 256) and y.dtype == torch.int64
+    assert torch.equal(x, network_input(torch.from_numpy(image)))
+    assert torch.equal(y, torch.from_numpy(mask.astype(np.int64)))
+    assert meta["index"] == 7 and meta["sample_rate"] == RATE and "carriers" in meta
+    assert frames.sample_rates() == [RATE]
+    clone = pickle.loads(pickle.dumps(frames))  # as a spawned loader worker gets it
+    assert torch.equal(clone[7][0], x)
+
+
+def test_bad_data_folders_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such data folder"):
+        open_frames([tmp_path / "missing"])
+    with pytest.raises(InputError, match="not a data set"):
+        open_frames([tmp_path])
+    (tmp_path / "testSet").mkdir()
+    with pytest.raises(InputError, match="testSet"):
+        open_frames([tmp_path])
+
+
+def test_authors_png_layout(tmp_path: Path) -> None:
+    from matplotlib import image as mpimg
+
+    root = tmp_path / "testSet"
+    (root / "input").mkdir(parents=True)
+    (root / "label").mkdir()
+    rng = np.random.default_rng(0)
+    classes = np.zeros((64, 80), dtype=np.uint8)
+    classes[:, 20:40] = 1
+    classes[:, 50:70] = 2
+    colours = np.array([PNG_COLOURS[c] for c in range(3)], dtype=np.uint8)
+    for name in ("a.png", "b.png"):
+        mpimg.imsave(root / "input" / name, rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+        mpimg.imsave(root / "label" / name, colours[classes])
+    frames = open_frames([root])
+    assert len(frames) == 2 and frames.in_chans == 3
+    x, y, meta = frames[1]
+    assert x.shape == (3, 256, 256) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert meta["file"] == "b.png"
+    # Nearest resize: output column c comes from column floor((c + 0.5) * 80 / 256).
+    rows = ((np.arange(256) + 0.5) * 64 / 256).astype(int)
+    cols = ((np.arange(256) + 0.5) * 80 / 256).astype(int)
+    expected = classes[rows][:, cols]
+    assert np.array_equal(y.numpy(), expected)
+    train_idx, held = holdout_split(frames, 0.5)
+    assert sorted(train_idx + held) == [0, 1]
+
+
+def test_batches_depend_only_on_seed_and_step(data: dict[str, Path]) -> None:
+    whole = list(StepBatches(12, 5, seed=4, start=0, stop=8))
+    resumed = list(StepBatches(12, 5, seed=4, start=3, stop=8))
+    assert resumed == whole[3:]
+    first_epoch = [p for batch in whole for p, _ in batch][:12]
+    assert sorted(first_epoch) == list(range(12))
+    assert [k for batch in whole for _, k in batch] == list(range(40))
+    frames = open_frames([data["train"]])
+    items = AugmentedFrames(frames, range(12), _config(data, 1).augment, seed=3)
+    a, b = items[(5, 17)], items[(5, 17)]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[0].shape == (1, 64, 64)
+
+
+def test_holdout_split_is_by_frame_identity(data: dict[str, Path]) -> None:
+    frames = open_frames([data["train"]])
+    train_idx, held = holdout_split(frames, 0.3)
+    assert sorted(train_idx + held) == list(range(12)) and held
+    assert holdout_split(frames, 0.3) == (train_idx, held)
+
+
+def test_shipped_configs_parse_and_bad_keys_are_named(tmp_path: Path) -> None:
+    for path in sorted(CONFIG_DIR.glob("*.toml")):
+        config = TrainConfig.from_toml(path)
+        make_card(config.model, config.overrides, [RATE])  # the model builds
+    assert resolve_config("prmnet_w8") == CONFIG_DIR / "prmnet_w8.toml"
+    with pytest.raises(InputError, match="no such configuration"):
+        resolve_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "prmnet_w8"\n[data]\ntrain = ["x"]\nval_fraction = 0.1\n'
+                   "[optim]\nsteps = 10\nlearning_rate = 1.0\n")
+    with pytest.raises(InputError, match="learning_rate"):
+        TrainConfig.from_toml(bad)
+    bad.write_text('model = "prmnet_w8"\n[data]\ntrain = ["x"]\nval_fraction = 0.1\n'
+                   '[optim]\nsteps = "many"\n')
+    with pytest.raises(InputError, match="steps"):
+        TrainConfig.from_toml(bad)
+    bad.write_text('model = "prmnet_w8"\n[data]\ntrain = ["x"]\n[optim]\nsteps = 1\n')
+    with pytest.raises(InputError, match="val"):
+        TrainConfig.from_toml(bad)
+
+
+def test_training_lowers_the_loss(data: dict[str, Path], tmp_path: Path) -> None:
+    result = train(_config(data, 20, val_every=8), tmp_path / "run", progress=False)
+    assert result.finished and len(result.losses) == 20
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [8, 16, 20]
+
+
+def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = _config(data, 6)
+    whole = train(config, tmp_path / "whole", progress=False)
+    first = train(config, tmp_path / "parts", max_steps=4, progress=False)
+    assert (first.step, first.finished) == (4, False)
+    second = train(config, tmp_path / "parts", progress=False)
+    assert (second.step, second.finished, len(second.losses)) == (6, True, 2)
+    assert second.losses == whole.losses[4:]
+    states = [torch.load(tmp_path / run / "ckpt-last.pt", weights_only=True)
+              for run in ("whole", "parts")]
+    assert states[0]["state"]["step"] == states[1]["state"]["step"] == 6
+    for key, value in states[0]["model"].items():
+        assert torch.equal(value, states[1]["model"][key]), key
+    best = [safetensors.torch.load_file(tmp_path / run / "best.safetensors")
+            for run in ("whole", "parts")]
+    assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
+    other = _config(data, 6, lr=1e-3)
+    with pytest.raises(InputError, match="another configuration"):
+        train(other, tmp_path / "parts", progress=False)
+
+
+def test_checkpoint_round_trip_and_its_errors(tmp_path: Path) -> None:
+    path = _untrained(tmp_path, "w8")
+    model, card = load_checkpoint(path)
+    fresh = create_model("prmnet_w8")
+    fresh.load_state_dict(safetensors.torch.load_file(path))
+    x = torch.randn(1, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(model(x), fresh.eval()(x))
+    assert card.parameters == 60963 and card.gflops == pytest.approx(4.168, abs=0.01)
+    assert card.geometry["width"] == card.geometry["height"] == 256
+    assert card.serves(RATE) and not card.serves(61.44e6)
+    assert card.geometry_for(RATE).samples_per_row == 300
+    assert load_checkpoint(tmp_path / "w8.json")[1] == card
+    card_file = tmp_path / "w8.json"
+    text = card_file.read_text()
+    card_file.write_text(text.replace('"prmnet_w8"', '"prmnet_w16"'))
+    with pytest.raises(InputError, match="does not match"):
+        load_checkpoint(path)
+    card_file.write_text(text)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="not a valid safetensors"):
+        load_checkpoint(path)
+    card_file.unlink()
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(path)
+
+
+def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path: Path) -> None:
+    frames = open_frames([data["val"]])
+    results = []
+    for name, model_name, overrides in (("w8", "prmnet_w8", {}), ("unet", "unet_s",
+                                                                   {"base_width": 4})):
+        model, card = load_checkpoint(_untrained(tmp_path, name, model_name, **overrides))
+        results.append(evaluate(model, card, frames, name, limit=2))
+    assert results[0].frames == 2 and sum(results[0].frames_by_snr.values()) == 2
+    assert results[0].confusion.matrix.sum() == 2 * 256 * 256
+    report = write_report(results, {}, tmp_path / "report", "prmnet eval ...", "val")
+    text = report.read_text()
+    for heading in ("## Models", "## Pixels", "## Carriers", "## Mean IoU by SNR", "## Confusion"):
+        assert heading in text
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"w8", "unet"}
+    assert {"miou", "iou", "f1", "confusion"} <= set(metrics["models"]["w8"]["pixels"])
+    assert (tmp_path / "report" / "miou_vs_snr.png").stat().st_size > 0
+    assert (tmp_path / "report" / "confusion.png").stat().st_size > 0
+
+
+def test_snr_bins() -> None:
+    assert snr_bin(None) == "noise only"
+    assert snr_bin(-12.0) == SNR_BINS[0] == "-10 to -5 dB"
+    assert snr_bin(7.0) == "5 to 10 dB"
+    assert snr_bin(31.0) == SNR_BINS[-1] == "25 to 30 dB"
+
+
+def test_eval_refuses_test_data_drawn_like_the_training_data(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    _, card = load_checkpoint(_untrained(tmp_path, "w8"))
+    card.data = {"train": open_frames([data["train"]]).describe()}
+    check_not_training_data(card, open_frames([data["val"]]), "w8")
+    with pytest.raises(InputError, match="another --seed"):
+        check_not_training_data(card, open_frames([data["train"]]), "w8")
+
+
+def test_eval_on_real_recordings(
+    captures_dir: Path, captures_truth: list[dict], tmp_path: Path
+) -> None:
+    model, card = load_checkpoint(_untrained(tmp_path, "w8"))
+    results = evaluate_captures(model, card, captures_dir, max_frames=1)
+    assert [r.recording for r in results] == [e["recording"] for e in captures_truth]
+    for r in results:
+        assert r.frames == 1 and r.rows > 0
+        assert sum(r.shares.values()) == pytest.approx(1.0)
+        assert r.counts and sum(r.counts) == r.rows * 256
+        passed, reason = r.verdict()
+        assert isinstance(passed, bool) and reason
+    short = next(r for r in results if r.recording == "nr-n1-2157-starhub")
+    assert short.rows < 256  # 1 ms: fewer rows than a frame, only the real ones counted
+    text = format_report([], {"w8": results})
+    assert "## Real recordings: w8" in text and "nr-n1-2157-starhub" in text
+
+
+def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="prmnet")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        f'model = "prmnet_w8"\nseed = 1\n[data]\ntrain = ["{data["train"]}"]\n'
+        f'val = ["{data["val"]}"]\nval_frames = 1\n[optim]\nsteps = 2\nbatch_size = 2\n'
+        "[augment]\ncrop = 64\n[run]\nval_every = 2\n"
+    )
+    args = parser.parse_args(["train", str(config), "--run-dir", str(tmp_path / "run"),
+                              "--no-progress"])
+    assert args.func(args) == 0
+    assert "step 2 of 2, finished" in capsys.readouterr().out
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["training"]["command"].startswith("prmnet train")
+    assert card["training"]["seed"] == 1 and card["data"]["train"][0]["request"]["seed"] == 11
+    best = tmp_path / "run" / "best.safetensors"
+    args = parser.parse_args(["eval", str(best), "--data", str(data["val"]), "--limit", "1",
+                              "--report", str(tmp_path / "report"), "--record-metrics"])
+    assert args.func(args) == 0
+    assert "## Pixels" in capsys.readouterr().out
+    assert "test" in json.loads((tmp_path / "run" / "best.json").read_text())["metrics"]
+    args = parser.parse_args(["eval", str(best)])
+    with pytest.raises(InputError, match="nothing to evaluate"):
+        args.func(args)
