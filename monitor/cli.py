@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from monitor.errors import InputError, MonitorError
@@ -297,24 +298,23 @@ def _synth_recording(args: argparse.Namespace) -> int:
     import numpy as np
 
     from monitor.recordings import Annotation, write_recording
+    from monitor.synth.channel import parse_channel
     from monitor.synth.random_scene import draw_scene
     from monitor.synth.scene import SceneSpec, parse_carrier, render
 
     rng = np.random.default_rng(args.seed)
+    if args.channel:
+        parse_channel(args.channel)  # a bad name is bad input before anything is rendered
     if args.carrier:
-        carriers = [parse_carrier(text) for text in args.carrier]
-        if args.channel:
-            carriers = [_with_channel(c, args.channel) for c in carriers]
-        spec = SceneSpec(args.rate, args.duration, tuple(carriers), args.fc,
+        carriers = tuple(parse_carrier(text) for text in args.carrier)
+        spec = SceneSpec(args.rate, args.duration, carriers, args.fc,
                          receiver=args.receiver or "ideal")
     else:
         spec = draw_scene(rng, args.rate, args.duration, center_freq=args.fc)
-        if args.receiver or args.channel:
-            spec = _override(spec, args.receiver, args.channel)
+        spec = replace(spec, receiver=args.receiver or spec.receiver)
     if args.channel:
-        from monitor.synth.channel import parse_channel
-
-        parse_channel(args.channel)
+        spec = replace(spec, carriers=tuple(replace(c, channel=args.channel)
+                                            for c in spec.carriers))
     scene = render(spec, rng)
     datatype = {"cf32": "cf32_le", "ci16": "ci16_le"}.get(args.datatype, args.datatype)
     annotations = [
@@ -336,20 +336,6 @@ def _synth_recording(args: argparse.Namespace) -> int:
     )
     print(f"wrote {path} ({len(scene.iq)} samples, {len(annotations)} carriers)")
     return 0
-
-
-def _with_channel(carrier, channel: str):
-    from dataclasses import replace
-
-    return replace(carrier, channel=channel)
-
-
-def _override(spec, receiver: str | None, channel: str | None):
-    from dataclasses import replace
-
-    carriers = tuple(replace(c, channel=channel) for c in spec.carriers) if channel else (
-        spec.carriers)
-    return replace(spec, receiver=receiver or spec.receiver, carriers=carriers)
 
 
 def _synth_dataset(args: argparse.Namespace) -> int:
