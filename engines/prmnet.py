@@ -63,9 +63,12 @@ variant         in_chans  width  ms_width  head_width  head_mid     parameters  
 ``prmnet_w32``  1         32     8         32          8               958,371   65.0
 ``prmnet_w16``  1         16     4         16          8               242,179   16.5
 ``prmnet_w8``   1         8      2         8           4                60,963    4.2
+``prmnet_cpu``  1         8      2         8           4                60,963    2.1
 ==============  ========  =====  ========  ==========  ===========  ==========  ========
 
-Body cost grows with ``width**2``; the CPU variants also narrow the MSFE and the head, whose
+``prmnet_cpu`` is ``prmnet_w8`` on input rows averaged in pairs (``time_pool=2``), its logits
+stretched back to every row: half the cost, every frequency pixel kept. Body cost grows with
+``width**2``; the CPU variants also narrow the MSFE and the head, whose
 first 5x5 conv alone costs 40 GFLOP per frame at the published widths.
 
 Differences from the authors' script, none of which changes a weight: ``forward`` returns
@@ -96,6 +99,7 @@ __all__ = [
     "PRMNet",
     "create_model",
     "prmnet",
+    "prmnet_cpu",
     "prmnet_w8",
     "prmnet_w16",
     "prmnet_w32",
@@ -146,6 +150,15 @@ PRMNET_CONFIGS: dict[str, dict[str, Any]] = dict(
         head_width=8,
         head_mid_width=4,
         spare_head_norms=False,
+    ),
+    prmnet_cpu=dict(
+        in_chans=1,
+        width=8,
+        ms_width=2,
+        head_width=8,
+        head_mid_width=4,
+        spare_head_norms=False,
+        time_pool=2,
     ),
 )
 """PRMNet variants: ``prmnet`` as published (RGB input), the others one-channel CPU widths."""
@@ -410,6 +423,7 @@ class PRMNet(nn.Module):
         head_width: int = 64,
         head_mid_width: int = 16,
         spare_head_norms: bool = True,
+        time_pool: int = 1,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
@@ -424,12 +438,18 @@ class PRMNet(nn.Module):
             head_mid_width: Output channels of the head's second 5x5 conv (16 published).
             spare_head_norms: Register the authors' two unused head norms (published: True),
                 for their parameter count; the output does not depend on it.
+            time_pool: Average this many input rows (time) into one before the network and
+                stretch the logits back after it (published: 1). A CPU economy: the cost falls
+                by the factor, the frequency resolution (carrier edges) stays whole.
             norm_layer: Norm of the MSFE and of the head (BatchNorm published).
             act_layer: Activation everywhere (ReLU published); called with ``inplace=True``.
         """
         super().__init__()
+        if time_pool < 1:
+            raise ValueError(f"time_pool must be at least 1, got {time_pool}")
         self.in_chans = in_chans
         self.num_classes = num_classes
+        self.time_pool = time_pool
         self.msfe = MultiScaleStem(in_chans, ms_width, norm_layer=norm_layer, act_layer=act_layer)
         self.body = PRMBody(self.msfe.out_chans, width, act_layer=act_layer)
         self.head = PRMHead(
@@ -443,19 +463,21 @@ class PRMNet(nn.Module):
             act_layer=act_layer,
         )
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)`` with H, W multiples of 8."""
+    def _check_input(self, x: torch.Tensor, time_pool: int = 1) -> None:
+        """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)`` with W a multiple of 8
+        and H of 8 * ``time_pool``."""
         multiple = 2 ** (NUM_STREAMS - 1)
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             raise ValueError(
                 f"PRMNet expects input of shape (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
-        if height % multiple or width % multiple:
+        if height % (multiple * time_pool) or width % multiple:
             raise ValueError(
-                f"PRMNet input height and width must be multiples of {multiple} (its coarsest "
-                f"stream is 1/{multiple} of the input), got {height}x{width}; pad or crop the "
-                f"spectrogram frame"
+                f"PRMNet input height must be a multiple of {multiple * time_pool} and width of "
+                f"{multiple} (its coarsest stream is 1/{multiple} of the input"
+                + (f", after {time_pool} rows are pooled" if time_pool > 1 else "")
+                + f"), got {height}x{width}; pad or crop the spectrogram frame"
             )
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,7 +512,8 @@ class PRMNet(nn.Module):
         """Segment a batch of spectrograms.
 
         Args:
-            x: Input of shape ``(N, in_chans, H, W)``, H and W multiples of 8.
+            x: Input of shape ``(N, in_chans, H, W)``, W a multiple of 8, H of 8 *
+                ``time_pool``.
 
         Returns:
             Logits of shape ``(N, num_classes, H, W)``; :func:`probabilities` turns them into
@@ -499,7 +522,12 @@ class PRMNet(nn.Module):
         Raises:
             ValueError: If the input's shape is not one the network accepts.
         """
-        return self.forward_head(*self.forward_features(x))
+        if self.time_pool == 1:
+            return self.forward_head(*self.forward_features(x))
+        self._check_input(x, self.time_pool)
+        pooled = F.avg_pool2d(x, (self.time_pool, 1))
+        logits = self.forward_head(*self.forward_features(pooled))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def _create_prmnet(variant: str, **kwargs: Any) -> PRMNet:
@@ -527,6 +555,11 @@ def prmnet_w8(**kwargs: Any) -> PRMNet:
     return _create_prmnet("prmnet_w8", **kwargs)
 
 
+def prmnet_cpu(**kwargs: Any) -> PRMNet:
+    """PRMNet at width 8 on rows pooled in pairs: the model that keeps up on two CPU cores."""
+    return _create_prmnet("prmnet_cpu", **kwargs)
+
+
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {**PRMNET_CONFIGS, **UNET_CONFIGS}
 """Every model a model card can name, with its constructor arguments."""
 
@@ -535,6 +568,7 @@ _ENTRY_POINTS: dict[str, Callable[..., nn.Module]] = {
     "prmnet_w32": prmnet_w32,
     "prmnet_w16": prmnet_w16,
     "prmnet_w8": prmnet_w8,
+    "prmnet_cpu": prmnet_cpu,
     "unet_s": unet_s,
 }
 

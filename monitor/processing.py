@@ -151,7 +151,7 @@ class Processor:
         started = time.perf_counter()
         frame = self._frames.frame()
         held = frame.shape[0]
-        x = network_input(pad_rows(frame))[None]
+        x = pad_rows(network_input(frame))[None]
         probs = self.runner.infer(x)[0, :, :held]  # (classes, rows, width), on the device
         new = min(self._stretch_rows - self._tracked_rows, held)
         first_row = self._stretch_rows - new

@@ -10,7 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RollingFrames", "pad_rows"]
+__all__ = ["ROW_MULTIPLE", "RollingFrames", "pad_rows"]
+
+#: Rows a network input is padded to a multiple of: 8 for PRMNet's 1/8 stream, times 2 for the
+#: models that pool rows in pairs.
+ROW_MULTIPLE = 16
 
 
 class RollingFrames:
@@ -57,7 +61,7 @@ class RollingFrames:
         return torch.cat((self._ring[self._next :], self._ring[: self._next]))
 
 
-def pad_rows(frame: torch.Tensor, multiple: int = 8) -> torch.Tensor:
+def pad_rows(frame: torch.Tensor, multiple: int = ROW_MULTIPLE) -> torch.Tensor:
     """Pad a frame (..., rows, width) at the bottom to a multiple of ``multiple`` rows (at least
     ``multiple``) by mirroring its last rows, so a network can take a frame shorter than usual;
     only the first ``rows`` of its output belong to real rows."""

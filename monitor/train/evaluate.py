@@ -10,7 +10,7 @@ own where the false-alarm share is what counts), and carrier-level precision and
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
 ``truth.json`` (see ``../shared/captures``): each recording is cut into frames with the model's
 geometry at its own sample rate (a recording shorter than a frame gives one frame of the rows it
-has, padded by reflection to a multiple of 8 rows, and only its real rows count), and the share
+has, padded by reflection to a multiple of 16 rows, and only its real rows count), and the share
 of pixels given to each class is checked against the classes present and absent: the dominant
 signal class must be a present one, absent classes must get under 5 % of the signal pixels
 (every present one at least that), at least 1 % of the pixels must be signal; a recording of
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from engines.prmnet import CLASS_NAMES
+from monitor.dsp.frames import pad_rows
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
 from monitor.sources.files import open_recording
@@ -67,7 +68,6 @@ SNR_EDGES = tuple(range(-10, 31, 5))
 SNR_BINS = tuple(f"{lo} to {hi} dB" for lo, hi in itertools.pairwise(SNR_EDGES))
 NOISE_ONLY = "noise only"
 UNKNOWN = "unknown"
-ROW_MULTIPLE = 8
 MAX_OTHER_SHARE = 0.05
 MIN_SIGNAL_SHARE = 0.01
 MAX_FALSE_ALARM = 0.02
@@ -287,7 +287,7 @@ def evaluate_captures(
         for first_row, rows in spans:
             samples = torch.from_numpy(rec.read(first_row * spr, rows * spr)).to(device)
             x = network_input(spectrogram.rows(samples))
-            padded = _pad_rows(x, ROW_MULTIPLE)
+            padded = pad_rows(x)
             prediction = segment(model, padded[None])[0, :rows].cpu()
             counts += torch.bincount(prediction.reshape(-1), minlength=len(CLASS_NAMES))
         results.append(CaptureResult(
@@ -394,16 +394,6 @@ def _read_truth(folder: Path) -> list[dict[str, Any]]:
     ):
         raise InputError(f"{path} must be a list of objects with a 'recording' name")
     return truth
-
-
-def _pad_rows(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad (C, rows, width) by reflection (edge rows included) to a multiple of rows."""
-    rows = x.shape[-2]
-    extra = -rows % multiple
-    if extra == 0:
-        return x
-    padded = np.pad(x.cpu().numpy(), ((0, 0), (0, extra), (0, 0)), mode="symmetric")
-    return torch.from_numpy(padded).to(x.device)
 
 
 def _pct(value: float) -> str:
