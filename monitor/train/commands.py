@@ -7,6 +7,7 @@ import logging
 import shlex
 from pathlib import Path
 
+from monitor.arguments import positive_float, positive_int
 from monitor.errors import InputError
 
 __all__ = ["EVAL_EXAMPLES", "TRAIN_EXAMPLES", "add_commands"]
@@ -60,9 +61,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        "prmnet_w16, unet_s, unet_w8, prmnet)")
     train.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
                        help="the run folder (default runs/CONFIG_NAME)")
-    train.add_argument("--max-minutes", type=_positive_float, default=None, metavar="M",
+    train.add_argument("--max-minutes", type=positive_float, default=None, metavar="M",
                        help="stop after this many minutes, with a checkpoint")
-    train.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
+    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                        help="stop after this many steps of this call, with a checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
@@ -84,13 +85,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     help="real SigMF recordings with a truth.json (e.g. ../shared/captures)")
     ev.add_argument("--report", type=Path, default=None, metavar="DIR",
                     help="write report.md, metrics.json and plots here")
-    ev.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    ev.add_argument("--limit", type=positive_int, default=None, metavar="N",
                     help="evaluate only the first N test frames")
-    ev.add_argument("--capture-frames", type=_positive_int, default=8, metavar="N",
+    ev.add_argument("--capture-frames", type=positive_int, default=8, metavar="N",
                     help="at most N frames per recording (default 8)")
-    ev.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
+    ev.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
                     help="frames per forward pass (default 1, as the monitor runs)")
-    ev.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    ev.add_argument("--threads", type=positive_int, default=None, metavar="N",
                     help="torch threads (default: torch's choice)")
     ev.add_argument("--device", default="cpu", metavar="DEV",
                     help="cpu (default), cuda, cuda:N or auto")
@@ -174,23 +175,3 @@ def _names(paths: list[Path]) -> list[str]:
     return [
         f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths
     ]
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value

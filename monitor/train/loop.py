@@ -69,6 +69,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabilities
+from engines.selection import resolve_device
 from monitor.errors import InputError
 from monitor.train.augment import AugmentConfig
 from monitor.train.cards import geometry_fields, json_safe, make_card, save_checkpoint
@@ -508,16 +509,7 @@ def pick_device(name: str) -> torch.device:
     Raises:
         InputError: for a name torch does not know, or CUDA where there is none.
     """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} asked for, but torch sees no CUDA device here")
+    device = resolve_device(name)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
