@@ -1,27 +1,55 @@
 """Choosing the runner for a model: the engine, the compute device and the precision.
 
-``auto`` picks the fastest backend this installation has for the device (the order TensorRT,
-ONNX Runtime on CUDA, torch is the plan; this build has the torch backend) and logs why it
-passed each one over.
+``auto`` tries TensorRT, then ONNX Runtime on CUDA, then torch, and takes the first that can
+run here and passes its self-check (:mod:`engines.selfcheck`), logging why it passed each one
+over. On the CPU, TensorRT cannot run and ONNX Runtime is passed over for fp32 (torch is the CPU
+engine: ONNX Runtime is not faster there for these networks; see the README), but not for int8
+or fp8, which torch does not run. An engine named explicitly runs or refuses in one line.
+
+Precision ``auto`` is ``fp16`` on CUDA and ``fp32`` on the CPU. ``bf16`` is torch's (on CUDA);
+``int8`` and ``fp8`` run the Q/DQ graph ``prmnet calib`` installed for the model's weights
+(ONNX Runtime: int8 on the CPU or CUDA; TensorRT: int8 and fp8).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import torch
 
 from engines.backends.base import Runner
-from engines.backends.torch_runner import TorchRunner
+from engines.backends.onnxruntime_runner import OnnxRuntimeRunner, onnxruntime_unavailable
+from engines.backends.tensorrt_runner import (
+    TENSORRT_PRECISIONS,
+    TensorRTRunner,
+    tensorrt_unavailable,
+)
+from engines.backends.torch_runner import TORCH_PRECISIONS, TorchRunner
+from engines.cache import EngineCache
+from engines.export import (
+    DEFAULT_OPSET,
+    ONNX_FORMAT,
+    export_onnx_bytes,
+    read_onnx_info,
+    weights_sha256,
+)
 from engines.models import LoadedModel
-from monitor.errors import InputError
+from engines.selfcheck import SelfCheck
+from monitor.errors import DeviceError, InputError, MonitorError
 
-__all__ = ["ENGINES", "resolve_device", "select_runner"]
+__all__ = ["AUTO_ORDER", "ENGINES", "PRECISIONS", "make_runner", "resolve_device",
+           "select_runner"]
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "fp8")
+AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
+QUANTIZED = ("int8", "fp8")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,21 +77,119 @@ def resolve_device(name: str) -> torch.device:
 
 def select_runner(model: LoadedModel, engine: str = "auto", precision: str = "auto",
                   compute: str = "auto") -> Runner:
-    """A runner (not yet active) for ``model``.
+    """An active runner for ``model`` that has passed its self-check; ``with runner:``
+    releases it (see :class:`~engines.backends.base.Runner`).
 
     Raises:
-        InputError: for an engine, precision or device that cannot serve.
+        InputError: for an engine, precision or device that cannot serve (an explicit engine
+            this machine lacks, a precision it does not run, no quantized graph), or when no
+            engine can serve under ``auto``.
+        DeviceError: an explicit engine that failed to build or failed its self-check.
     """
     if engine not in ENGINES:
-        raise InputError(f"engine {engine!r} is not available in this build; use "
-                         f"{' or '.join(ENGINES)}")
-    device = resolve_device(compute)
+        raise InputError(f"unknown engine {engine!r}: use {', '.join(ENGINES)}")
     if precision not in PRECISIONS:
-        raise InputError(f"the torch engine runs {', '.join(PRECISIONS[1:])}, not {precision}")
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision != "fp32" and device.type != "cuda":
-        raise InputError(f"{precision} needs a CUDA device with the torch engine; use fp32")
-    if engine == "auto":
-        log.info("engine: torch on %s, %s (the only backend of this build)", device, precision)
-    return TorchRunner(model.module, device, precision)
+        raise InputError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    device = resolve_device(compute)
+    geometry = model.card.geometry
+    check = SelfCheck(model.module, model.card.in_chans, int(geometry["height"]),
+                      int(geometry["width"]))
+    hashes = cache(lambda: weights_sha256(model.module))
+    reasons = []
+    for name in AUTO_ORDER if engine == "auto" else (engine,):
+        try:
+            if (engine == "auto" and name == "onnxruntime" and device.type == "cpu"
+                    and precision not in QUANTIZED):
+                raise InputError("auto runs it on CUDA, or for int8/fp8 (torch is the CPU "
+                                 "engine)")
+            runner = make_runner(name, model, device, precision, check, hashes)
+            runner.activate()
+        except Exception as exc:  # a backend's own errors (CUDA, ONNX Runtime, TensorRT) too
+            error = exc if isinstance(exc, MonitorError) else DeviceError(
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+            if engine != "auto":
+                raise type(error)(f"--engine {name}: {error}") from exc
+            log.info("engine: passing over %s: %s", name, error)
+            reasons.append(f"{name}: {error}")
+            continue
+        log.info("engine: %s (self-check passed)", runner.check_result.describe()
+                 if runner.check_result else f"{runner.name} {runner.precision} on {device}")
+        return runner
+    raise InputError(f"no engine can run {model.name} here ({'; '.join(reasons)})")
+
+
+def make_runner(name: str, model: LoadedModel, device: torch.device, precision: str = "auto",
+                check: SelfCheck | None = None,
+                weights: Callable[[], str] | None = None) -> Runner:
+    """The runner (not yet active) of engine ``name`` for ``model`` on ``device``.
+
+    Args:
+        name: ``torch``, ``onnxruntime`` or ``tensorrt``.
+        model: the model.
+        device: where it runs.
+        precision: as :data:`PRECISIONS`.
+        check: the self-check the runner runs on activation.
+        weights: returns the model's weights hash (computed on demand where not given).
+
+    Raises:
+        InputError: the engine cannot run here, or not at that precision.
+    """
+    precision = precision if precision != "auto" else (
+        "fp16" if device.type == "cuda" else "fp32")
+    weights = weights or (lambda: weights_sha256(model.module))
+    geometry = model.card.geometry
+    shape = (1, model.card.in_chans, int(geometry["height"]), int(geometry["width"]))
+    if name == "torch":
+        if precision not in TORCH_PRECISIONS:
+            raise InputError(f"torch runs {', '.join(TORCH_PRECISIONS)}, not {precision}")
+        if precision != "fp32" and device.type != "cuda":
+            raise InputError(f"torch runs {precision} on CUDA only; use fp32 on the CPU")
+        return TorchRunner(model.module, device, precision, check=check)
+    if name == "onnxruntime":
+        reason = onnxruntime_unavailable(device)
+        if reason is not None:
+            raise InputError(reason)
+        if precision not in ("fp32", "fp16", *QUANTIZED):
+            raise InputError(f"onnxruntime runs fp32, fp16, int8 or fp8, not {precision}")
+        if precision == "fp16" and device.type != "cuda":
+            raise InputError("onnxruntime runs fp16 on CUDA only; use fp32 or int8 on the CPU")
+        source, _ = _graph(model, precision, weights, device)
+        return OnnxRuntimeRunner(source, device, precision, check=check)
+    if name == "tensorrt":
+        reason = tensorrt_unavailable(device)
+        if reason is not None:
+            raise InputError(reason)
+        if precision not in TENSORRT_PRECISIONS:
+            raise InputError(f"TensorRT runs {', '.join(TENSORRT_PRECISIONS)}, not {precision}")
+        source, export = _graph(model, precision, weights, device)
+        return TensorRTRunner(source, export, weights(), device, precision, shape,
+                              len(model.card.classes), check=check)
+    raise InputError(f"unknown engine {name!r}: use {', '.join(ENGINES[1:])}")
+
+
+def export_settings() -> dict[str, Any]:
+    """How :func:`~engines.export.export_onnx_bytes` makes graphs (part of an engine's key)."""
+    return {"source": "export", "format": ONNX_FORMAT, "exporter": "torchscript",
+            "opset": DEFAULT_OPSET, "torch": torch.__version__}
+
+
+def _graph(model: LoadedModel, precision: str, weights: Callable[[], str],
+           device: torch.device) -> tuple[Callable[[], bytes], dict[str, Any]]:
+    """The graph for ``precision``: an export on demand (traced on ``device``), or the
+    installed quantized graph.
+
+    Raises:
+        InputError: no quantized graph of these weights is installed, or it is not theirs.
+    """
+    if precision not in QUANTIZED:
+        return (lambda: export_onnx_bytes(model.module, model.card, precision=precision,
+                                          device=device), export_settings())
+    path = EngineCache().quantized_path(weights(), precision)
+    if not path.is_file():
+        raise InputError(f"no {precision} graph of {model.name}'s weights is installed: make one "
+                         f"with prmnet calib {model.name} --precision {precision}")
+    info = read_onnx_info(path)
+    if info.weights_sha256 != weights() or info.precision != precision:
+        raise InputError(f"{path} is not the {precision} graph of {model.name}'s weights")
+    data = path.read_bytes()
+    return (lambda: data), {"source": "calib", "graph_sha256": hashlib.sha256(data).hexdigest()}

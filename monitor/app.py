@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -31,7 +33,8 @@ from monitor.sources.base import Source
 from monitor.sources.files import open_recording
 from monitor.sources.replay import ReplaySource
 
-__all__ = ["MonitorSettings", "run_monitor"]
+__all__ = ["MonitorSettings", "PreparedRun", "open_source", "prepare_run", "restore_signals",
+           "run_monitor", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class MonitorSettings:
     annotate: Path | None = None
     record: Path | None = None
     stats: Path | None = None
+    screenshot: Path | None = None
     hop: int | None = None
     close_after: float = 0.25
     seed: int = 0
@@ -107,6 +111,69 @@ def run_monitor(s: MonitorSettings) -> RunStats:
         InputError: bad settings, found before anything is written.
         DeviceError: a radio or the machine failed.
     """
+    with prepare_run(s) as run:
+        previous = stop_on_signals(run.pipeline.stop)
+        try:
+            run.pipeline.run(s.duration)
+        finally:
+            restore_signals(previous)
+        return run.finish()
+
+
+@dataclass
+class PreparedRun:
+    """A run assembled and ready to start: call ``pipeline.run`` (in any one thread), then
+    :meth:`finish`.
+
+    Attributes:
+        settings: what the run was asked to do.
+        source: the opened source.
+        runner: the active runner.
+        model: the model it runs.
+        geometry: the model's geometry at the source's rate.
+        pipeline: source to sinks, not started.
+    """
+
+    settings: MonitorSettings
+    source: Source
+    runner: Runner
+    model: LoadedModel
+    geometry: Geometry
+    pipeline: Pipeline
+    _collector: _Collector
+
+    @property
+    def stats(self) -> RunStats:
+        return self.pipeline.stats
+
+    def finish(self) -> RunStats:
+        """After ``pipeline.run`` returned: write the annotations and the statistics.
+
+        Raises:
+            DeviceError: the source failed during the run (what was seen is written first).
+        """
+        s, source = self.settings, self.source
+        if s.annotate is not None:
+            source_meta = source.recording.meta if isinstance(source, ReplaySource) else None
+            write_annotations(s.annotate, self._collector.emissions,
+                              sample_rate=source.sample_rate, center_freq=source.center_freq,
+                              source_meta=source_meta)
+        if s.stats is not None:
+            self.stats.write(s.stats)
+        if self.pipeline.error:
+            raise DeviceError(f"{source.describe()} failed: {self.pipeline.error}")
+        return self.stats
+
+
+@contextmanager
+def prepare_run(s: MonitorSettings) -> Iterator[PreparedRun]:
+    """Check the settings, open the source, load the model, activate the runner, and assemble
+    the pipeline with its sinks; the runner and the source are released on leaving.
+
+    Raises:
+        InputError: bad settings, found before anything is written.
+        DeviceError: a radio or the machine failed.
+    """
     for path, check in ((s.log_path, validate_log_path), (s.annotate, validate_annotation_path),
                         (s.stats, lambda p: validate_output_path(p, "stats file")),
                         (s.record, lambda p: validate_output_path(p, "recording"))):
@@ -119,59 +186,45 @@ def run_monitor(s: MonitorSettings) -> RunStats:
         geometry = model.geometry(source.sample_rate)
         runner = select_runner(model, engine=s.engine, precision=s.precision,
                                compute=s.compute)
-        hop = s.hop or (geometry.height if runner.device.type == "cpu" else geometry.height // 2)
         with runner:
-            return _run(s, source, runner, model, geometry, hop)
+            hop = s.hop or (geometry.height if runner.device.type == "cpu"
+                            else geometry.height // 2)
+            collector = _Collector()
+            sinks: list = [collector]
+            if s.log_path is not None:
+                sinks.append(open_log(s.log_path))
+            block_sinks = []
+            if s.record is not None:
+                block_sinks.append(StreamingRecording(s.record, source.sample_rate,
+                                                      source.center_freq))
+            processor = Processor(runner, geometry, hop, s.close_after)
+            stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
+                             center_freq=source.center_freq, engine=runner.name,
+                             precision=runner.precision, compute_device=str(runner.device),
+                             model=model.name)
+            pipeline = Pipeline(source, processor, stats, sinks, block_sinks)
+            yield PreparedRun(s, source, runner, model, geometry, pipeline, collector)
     finally:
         source.close()
-
-
-def _run(s: MonitorSettings, source: Source, runner: Runner, model: LoadedModel,
-         geometry: Geometry, hop: int) -> RunStats:
-    collector = _Collector()
-    sinks: list = [collector]
-    if s.log_path is not None:
-        sinks.append(open_log(s.log_path))
-    block_sinks = []
-    if s.record is not None:
-        block_sinks.append(StreamingRecording(s.record, source.sample_rate, source.center_freq))
-    processor = Processor(runner, geometry, hop, s.close_after)
-    stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
-                     center_freq=source.center_freq, engine=runner.name,
-                     precision=runner.precision, compute_device=str(runner.device),
-                     model=model.name)
-    pipeline = Pipeline(source, processor, stats, sinks, block_sinks)
-    previous = _stop_on_signals(pipeline)
-    try:
-        pipeline.run(s.duration)
-    finally:
-        _restore_signals(previous)
-    if s.annotate is not None:
-        source_meta = source.recording.meta if isinstance(source, ReplaySource) else None
-        write_annotations(s.annotate, collector.emissions, sample_rate=source.sample_rate,
-                          center_freq=source.center_freq, source_meta=source_meta)
-    if s.stats is not None:
-        stats.write(s.stats)
-    if pipeline.error:
-        raise DeviceError(f"{source.describe()} failed: {pipeline.error}")
-    return stats
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _stop_on_signals(pipeline: Pipeline) -> dict[int, object]:
-    """SIGINT and SIGTERM end the run cleanly (main thread only; elsewhere nothing changes)."""
+def stop_on_signals(stop: Callable[[], None]) -> dict[int, object]:
+    """SIGINT and SIGTERM call ``stop`` (main thread only; elsewhere nothing changes); returns
+    the handlers to give back to :func:`restore_signals`."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
         log.info("%s: closing open emissions and stopping", signal.Signals(signum).name)
-        pipeline.stop()
+        stop()
 
     return {sig: signal.signal(sig, handler) for sig in _SIGNALS}
 
 
-def _restore_signals(previous: dict[int, object]) -> None:
+def restore_signals(previous: dict[int, object]) -> None:
+    """Put back the handlers :func:`stop_on_signals` replaced."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)  # type: ignore[arg-type]

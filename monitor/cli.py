@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from monitor.arguments import positive_float, rate_list, snr_range
 from monitor.errors import InputError, MonitorError
+from monitor.gui.bench import add_bench_gui_command
 
 __all__ = ["monitor_main", "prmnet_main"]
 
@@ -77,7 +79,7 @@ def _monitor_parser() -> argparse.ArgumentParser:
                      help="rtlsdr[:INDEX|:SERIAL], rtltcp:HOST:PORT, soapy:KEY=VALUE,..., "
                      "synthetic (default)")
     src.add_argument("--fc", type=float, metavar="HZ", help="centre frequency")
-    src.add_argument("--rate", type=_positive_float, metavar="SPS",
+    src.add_argument("--rate", type=positive_float, metavar="SPS",
                      help="sample rate (default: what the radio and the model both serve)")
     src.add_argument("--gain", default="auto", metavar="DB|auto", help="tuner gain (auto)")
     src.add_argument("--ppm", type=int, default=0, metavar="N",
@@ -98,10 +100,14 @@ def _monitor_parser() -> argparse.ArgumentParser:
     eng.add_argument("--model", metavar="NAME|PATH",
                      help="a shipped model's name or a checkpoint (.safetensors with its .json "
                      "card); default: the shipped model that serves the sample rate")
-    eng.add_argument("--engine", default="auto", choices=["auto", "torch"],
-                     help="how to run the network (auto picks the fastest available)")
-    eng.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                     help="arithmetic of the engine (auto: fp16 on a GPU, fp32 on the CPU)")
+    eng.add_argument("--engine", default="auto",
+                     choices=["auto", "torch", "onnxruntime", "tensorrt"],
+                     help="how to run the network (auto: TensorRT, then ONNX Runtime on CUDA, "
+                     "then torch; the log says why it passed each over)")
+    eng.add_argument("--precision", default="auto",
+                     choices=["auto", "fp32", "fp16", "bf16", "int8", "fp8"],
+                     help="arithmetic of the engine (auto: fp16 on a GPU, fp32 on the CPU; int8 "
+                     "and fp8 run the graph `prmnet calib` made)")
     eng.add_argument("--compute", default="auto", metavar="auto|cpu|cuda[:N]",
                      help="where the spectrogram and the network run")
     eng.add_argument("--hop", type=int, metavar="ROWS",
@@ -109,7 +115,7 @@ def _monitor_parser() -> argparse.ArgumentParser:
                      "half a frame on a GPU)")
     out = parser.add_argument_group("output")
     out.add_argument("--headless", action="store_true", help="no window")
-    out.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+    out.add_argument("--duration", type=positive_float, metavar="SECONDS",
                      help="stop after this much stream time")
     out.add_argument("--log", type=Path, metavar="PATH",
                      help="occupancy log, one row per emission: .csv, .jsonl or .parquet")
@@ -132,11 +138,7 @@ def _monitor(args: argparse.Namespace) -> int:
         for line in list_devices():
             print(line)
         return 0
-    if not args.headless:
-        raise InputError(
-            "the waterfall window is not part of this build yet; run with --headless"
-        )
-    if args.screenshot is not None:
+    if args.screenshot is not None and args.headless:
         raise InputError("--screenshot needs the window; it cannot be used with --headless")
     if args.replay is not None and args.device is not None:
         raise InputError("give either --device or --replay, not both")
@@ -152,7 +154,7 @@ def _monitor(args: argparse.Namespace) -> int:
         ppm=args.ppm,
         replay=args.replay,
         datatype={"ci16": "ci16_le", "cf32": "cf32_le"}.get(args.datatype, args.datatype),
-        speed=None if args.speed == "max" else (args.speed or None),
+        speed=_replay_speed(args.speed, args.headless),
         loop=args.loop,
         model=args.model,
         engine=args.engine,
@@ -164,9 +166,15 @@ def _monitor(args: argparse.Namespace) -> int:
         annotate=args.annotate,
         record=args.record,
         stats=args.stats,
+        screenshot=args.screenshot,
         hop=args.hop,
     )
-    stats = run_monitor(settings).to_dict()
+    if args.headless:
+        stats = run_monitor(settings).to_dict()
+    else:
+        from monitor.gui.app import run_gui
+
+        stats = run_gui(settings).to_dict()
     print(
         f"{stats['source']}: {stats['stream_seconds']:.2f} s of stream in "
         f"{stats['wall_seconds']:.2f} s ({stats['realtime_factor']}x real time), "
@@ -176,10 +184,18 @@ def _monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_speed(speed: float | str | None, headless: bool) -> float | None:
+    """Stream seconds per wall second of a replay; None: as fast as it goes (``max``, and the
+    default headless); real time by default with the window."""
+    if speed == "max" or (speed is None and headless):
+        return None
+    return float(speed) if speed is not None else 1.0
+
+
 def _speed(text: str) -> float | str:
     if text == "max":
         return "max"
-    return _positive_float(text)
+    return positive_float(text)
 
 
 def prmnet_main(argv: Sequence[str] | None = None) -> int:
@@ -229,9 +245,9 @@ def _prmnet_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rec.add_argument("out", type=Path, metavar="OUT.sigmf-meta")
-    rec.add_argument("--rate", type=_positive_float, required=True, metavar="SPS",
+    rec.add_argument("--rate", type=positive_float, required=True, metavar="SPS",
                      help="sample rate, e.g. 1.92e6, 19.2e6, 61.44e6")
-    rec.add_argument("--duration", type=_positive_float, required=True, metavar="S",
+    rec.add_argument("--duration", type=positive_float, required=True, metavar="S",
                      help="length in seconds")
     rec.add_argument("--fc", type=float, default=0.0, metavar="HZ",
                      help="centre frequency written to the metadata (default 0)")
@@ -258,10 +274,10 @@ def _prmnet_parser() -> argparse.ArgumentParser:
     )
     ds.add_argument("out", type=Path, metavar="OUT_DIR")
     ds.add_argument("--frames", type=int, required=True, help="number of 256x256 frames")
-    ds.add_argument("--rates", type=_rates, default=(1.92e6, 19.2e6, 61.44e6), metavar="LIST",
+    ds.add_argument("--rates", type=rate_list, default=(1.92e6, 19.2e6, 61.44e6), metavar="LIST",
                     help="comma-separated sample rates, used in turn "
                     "(default 1.92e6,19.2e6,61.44e6)")
-    ds.add_argument("--snr", type=_snr_range, default=(-10.0, 30.0), metavar="LO:HI",
+    ds.add_argument("--snr", type=snr_range, default=(-10.0, 30.0), metavar="LO:HI",
                     help="per-carrier SNR range in dB (default -10:30)")
     ds.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ds.add_argument("--workers", type=int, default=None,
@@ -278,19 +294,22 @@ def _prmnet_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     cmp_.set_defaults(func=_synth_compare)
 
+    from engines.commands import add_commands as add_engine_commands
     from monitor.occupancy.report import add_report_command
     from monitor.train.commands import add_commands as add_train_commands
 
     add_train_commands(commands)
+    add_engine_commands(commands)
     add_report_command(commands)
 
     bench = commands.add_parser("bench", help="measure speed against references in one run")
     targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bsynth = targets.add_parser("synth", help="scene generation: frames per second per rate")
-    bsynth.add_argument("--rates", type=_rates, default=(1.92e6, 61.44e6), metavar="LIST")
+    bsynth.add_argument("--rates", type=rate_list, default=(1.92e6, 61.44e6), metavar="LIST")
     bsynth.add_argument("--frames", type=int, default=6, help="frames per rate (default 6)")
     bsynth.add_argument("--json", type=Path, default=None, help="also write the figures here")
     bsynth.set_defaults(func=_bench_synth)
+    add_bench_gui_command(targets)
     return parser
 
 
@@ -370,28 +389,3 @@ def _bench_synth(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _rates(text: str) -> tuple[float, ...]:
-    return tuple(_positive_float(t) for t in text.split(",") if t.strip())
-
-
-def _snr_range(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(":")
-    try:
-        low, high = float(lo), float(hi if sep else lo)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO:HI in dB, got {text!r}") from None
-    if high < low:
-        raise argparse.ArgumentTypeError(f"LO must not exceed HI, got {text!r}")
-    return low, high

@@ -117,6 +117,7 @@ class Pipeline:
                     if block is None:
                         break
                 behind = self.source.live and self._queued_samples() > capacity_samples / 2
+                self.stats.count_block(len(block.samples), block.lost_before)
                 self._account_gap(block)
                 for sink in self.block_sinks:
                     sink.write_block(block)
@@ -164,7 +165,6 @@ class Pipeline:
                 if self._stop.is_set():
                     break
                 item = _Item(block, time.monotonic())
-                self.stats.count_block(len(block.samples), block.lost_before)
                 if self.source.live:
                     while self._queued_samples() + len(block.samples) > capacity:
                         self._drop_oldest()
@@ -192,6 +192,8 @@ class Pipeline:
             return
         if isinstance(item, _Item):
             self.stats.count_dropped(len(item.block.samples))
+            if item.block.lost_before:  # what the source lost before it still counts
+                self.stats.count_block(0, item.block.lost_before)
 
     def _account_gap(self, block: IQBlock) -> None:
         if self._next_sample is not None and block.first_sample > self._next_sample:

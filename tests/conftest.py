@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from engines.models import LoadedModel
 
 torch.set_num_threads(2)
 
@@ -26,3 +31,31 @@ def captures_dir() -> Path:
 @pytest.fixture(scope="session")
 def captures_truth(captures_dir: Path) -> list[dict]:
     return json.loads((captures_dir / "truth.json").read_text())
+
+
+@pytest.fixture
+def tiny_model() -> LoadedModel:
+    """An untrained one-channel PRMNet at width 8 with a 32x32 card (engines tests)."""
+    from engines.models import LoadedModel
+    from engines.prmnet import create_model
+    from monitor.train.cards import geometry_fields, make_card
+
+    torch.manual_seed(0)
+    card = make_card("prmnet_w8", {}, [1.92e6, 61.44e6], geometry=geometry_fields(32, 32))
+    return LoadedModel("tiny", create_model("prmnet_w8").eval(), card)
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private user cache directory (engine cache, quantized graphs)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "prmnet-monitor"
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test (the engines tests keep their CPU use small)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -132,7 +132,12 @@ def test_bad_input_is_one_line_and_status_2(
     assert not log.exists()
 
 
-def test_no_window_yet_says_how(capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_window_without_a_display_says_how(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
     status, err = _run(capsys, "--duration", "1")
     assert status == 2 and "--headless" in err[0]
 

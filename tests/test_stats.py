@@ -32,7 +32,8 @@ def test_contract_fields_first_and_counts() -> None:
     assert d["gaps"] == {"count": 1, "samples": 500}
     assert (d["frames"], d["frames_segmented"], d["frames_skipped"]) == (3, 2, 1)
     assert (d["emissions"], d["queue_high_water"]) == (1, 3)
-    assert d["stream_seconds"] == pytest.approx(2500 / 1e6)
+    # stream time: samples processed, lost by the source and dropped by the queue
+    assert d["stream_seconds"] == pytest.approx(3500 / 1e6)
     assert d["latency_ms"] is None
     assert d["realtime_factor"] is None  # the clock never started
 

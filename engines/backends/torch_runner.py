@@ -1,6 +1,14 @@
-"""The torch backend: eager PyTorch on the CPU or a CUDA device, the reference of the others."""
+"""The torch backend: eager PyTorch on the CPU or a CUDA device, the reference of the others.
+
+On CUDA it also runs in float16 or bfloat16 (autocast; the softmax in float32), and can replay
+the network as a CUDA graph: the first frame of each input shape is captured (after a warm-up on
+a side stream) into a graph with static input and output buffers, and every later frame of that
+shape is copied in and replayed, which removes the per-layer launch cost of eager mode.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -8,33 +16,48 @@ from torch import nn
 from engines.backends.base import Runner
 from engines.prmnet import probabilities
 
-__all__ = ["TorchRunner"]
+if TYPE_CHECKING:
+    from engines.selfcheck import SelfCheck
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+__all__ = ["TORCH_PRECISIONS", "TorchRunner"]
+
+TORCH_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_WARMUP = 3
 
 
 class TorchRunner(Runner):
-    """Eager torch in inference mode; channels-last memory on every device.
+    """Torch in inference mode.
 
     Args:
         model: the network (its weights loaded), returning logits.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32``; on CUDA also ``fp16`` or ``bf16`` (autocast, probabilities in
             float32).
+        channels_last: keep weights and input in channels-last memory (faster convolutions on
+            most devices).
+        cuda_graph: replay captured CUDA graphs (CUDA only).
+        check: the self-check run on activation.
     """
 
     name = "torch"
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
-                 precision: str = "fp32") -> None:
-        super().__init__()
+                 precision: str = "fp32", channels_last: bool = True, cuda_graph: bool = False,
+                 check: SelfCheck | None = None) -> None:
+        super().__init__(check)
         self._model = model
         self._device = torch.device(device)
-        if precision not in _DTYPES:
-            raise ValueError(f"torch runs fp32, fp16 or bf16, not {precision!r}")
+        if precision not in TORCH_PRECISIONS:
+            raise ValueError(f"torch runs {', '.join(TORCH_PRECISIONS)}, not {precision!r}")
         if precision != "fp32" and self._device.type != "cuda":
             raise ValueError(f"{precision} needs a CUDA device with the torch backend")
+        if cuda_graph and self._device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
         self._precision = precision
+        self._format = torch.channels_last if channels_last else torch.contiguous_format
+        self._cuda_graph = cuda_graph
+        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor,
+                                                  torch.Tensor]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -45,18 +68,49 @@ class TorchRunner(Runner):
         return self._precision
 
     def activate_impl(self) -> None:
-        self._model = self._model.to(self._device, memory_format=torch.channels_last).eval()
+        self._model = self._model.to(self._device, memory_format=self._format).eval()
 
     def infer_impl(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self._device, memory_format=torch.channels_last)
+        if not self._cuda_graph:
+            return self._forward(x)
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(x)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()  # the next replay overwrites static_out
+
+    def deactivate_impl(self) -> None:
+        self._graphs.clear()
+        self._model = self._model.cpu()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self._device, memory_format=self._format)
+        # No autocast weight cache: it is cleared after every forward anyway, and a CUDA graph
+        # capture must not depend on it.
         with torch.inference_mode(), torch.autocast(
-            self._device.type, dtype=_DTYPES[self._precision],
-            enabled=self._precision != "fp32",
+            self._device.type, dtype=TORCH_PRECISIONS[self._precision],
+            enabled=self._precision != "fp32", cache_enabled=False,
         ):
             logits = self._model(x)
         return probabilities(logits.float())
 
-    def deactivate_impl(self) -> None:
-        self._model = self._model.cpu()
-        if self._device.type == "cuda":
-            torch.cuda.empty_cache()
+    def _capture(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor,
+                                                 torch.Tensor]:
+        """Warm up on a side stream, then capture one forward pass on static buffers."""
+        static_in = torch.empty_like(x, device=self._device, memory_format=self._format)
+        static_in.copy_(x)
+        current = torch.cuda.current_stream(self._device)
+        side = torch.cuda.Stream(self._device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            for _ in range(_WARMUP):
+                self._forward(static_in)
+        current.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._forward(static_in)
+        return graph, static_in, static_out

@@ -47,7 +47,8 @@ class RunStats:
         precision: ``fp32``, ``fp16`` or ``int8``.
         compute_device: ``cpu``, ``cuda:0``, ...
         model: the checkpoint's name.
-        samples_in: samples the source delivered (counted by :meth:`count_block`).
+        samples_in: samples that reached the spectrogram (counted by :meth:`count_block`);
+            with ``samples_dropped`` they make the stream's length.
         samples_dropped: samples that never reached the spectrogram: dropped by the monitor's
             queue (:meth:`count_dropped`) or lost by the source before a block (gaps).
         gaps: blocks that came after a loss reported by the source.
@@ -133,7 +134,7 @@ class RunStats:
         """A snapshot: the contract's fields first, then the rest (see the module docstring)."""
         with self._lock:
             self._update_wall()
-            stream_seconds = ((self.samples_in + self.gap_samples) / self.sample_rate
+            stream_seconds = ((self.samples_in + self.samples_dropped) / self.sample_rate
                               if self.sample_rate > 0 else 0.0)
             measured = sum(self._latency_counts)
             latency = None if not measured else {

@@ -24,7 +24,7 @@ import numpy as np
 from monitor.dsp.geometry import Geometry
 from monitor.occupancy.emission import Emission
 
-__all__ = ["StreamClock", "Tracker"]
+__all__ = ["LABELS", "StreamClock", "Tracker", "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
 MIN_COLUMN_SHARE = 0.3
@@ -104,10 +104,7 @@ class Tracker:
         seen: set[int] = set()
         for cls, label in LABELS.items():
             wins = winner == cls
-            present = wins.sum(axis=1) >= MIN_PIXELS
-            if not present.any():
-                continue
-            for low, high in _spans(wins[present].mean(axis=0) >= MIN_COLUMN_SHARE):
+            for low, high in occupied_spans(wins):
                 on = wins[:, low:high].mean(axis=1) >= 0.5
                 if not on.any():
                     continue
@@ -180,6 +177,21 @@ class Tracker:
                 power_db=float(10 * np.log10(e.power_sum / max(e.rows_seen, 1) + 1e-30)),
             ))
         return sorted(out, key=lambda em: em.start_sample)
+
+
+def occupied_spans(wins: np.ndarray) -> list[tuple[int, int]]:
+    """The carriers of one class in a chunk of rows, as [low, high) column ranges.
+
+    Args:
+        wins: bool, (rows, width): where the class wins the pixel.
+
+    A column is occupied when the class wins it in at least ``MIN_COLUMN_SHARE`` of the rows
+    where the class wins at least ``MIN_PIXELS`` pixels; see :func:`_spans` for the runs.
+    """
+    present = wins.sum(axis=1) >= MIN_PIXELS
+    if not present.any():
+        return []
+    return _spans(wins[present].mean(axis=0) >= MIN_COLUMN_SHARE)
 
 
 def _spans(occupied: np.ndarray) -> list[tuple[int, int]]:

@@ -1,0 +1,65 @@
+"""The carriers of a segmented frame as the waterfall labels them: class, bandwidth, centre.
+
+The spans are found exactly as the tracker finds a chunk's carriers
+(:func:`monitor.occupancy.tracker.occupied_spans`), so a label and the log agree on the edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.gui.ring import View
+from monitor.occupancy.tracker import LABELS, occupied_spans
+
+__all__ = ["CarrierLabel", "carrier_labels"]
+
+
+@dataclass(frozen=True)
+class CarrierLabel:
+    """One carrier of a frame.
+
+    Attributes:
+        cls: 1 LTE, 2 NR.
+        low_hz, high_hz: its edges, absolute RF frequency.
+    """
+
+    cls: int
+    low_hz: float
+    high_hz: float
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.cls]
+
+    @property
+    def center_hz(self) -> float:
+        return (self.low_hz + self.high_hz) / 2
+
+    @property
+    def bandwidth_hz(self) -> float:
+        return self.high_hz - self.low_hz
+
+    def text(self, pixel_hz: float) -> str:
+        """``NR 20.0 MHz @ 1860.0 MHz``, the centre to the precision of a pixel."""
+        decimals = max(1, math.ceil(-math.log10(pixel_hz / 1e6))) if pixel_hz > 0 else 1
+        bandwidth = (f"{self.bandwidth_hz / 1e6:.1f} MHz" if self.bandwidth_hz >= 1e6
+                     else f"{self.bandwidth_hz / 1e3:.0f} kHz")
+        return f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz"
+
+
+def carrier_labels(classes: np.ndarray, view: View) -> list[CarrierLabel]:
+    """The carriers in a class map, lowest frequency first.
+
+    Args:
+        classes: uint8 (rows, width), the winning class per pixel (0 noise, 1 LTE, 2 NR).
+        view: the frequencies of the map's columns.
+    """
+    out = []
+    for cls in LABELS:
+        for low, high in occupied_spans(classes == cls):
+            out.append(CarrierLabel(cls, view.low_edge_hz + low * view.pixel_hz,
+                                    view.low_edge_hz + high * view.pixel_hz))
+    return sorted(out, key=lambda c: c.low_hz)
