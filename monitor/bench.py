@@ -7,15 +7,30 @@ implementation measured in the same run), so the numbers mean the same on any ma
 from __future__ import annotations
 
 import os
+import statistics
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
+import scipy.signal
 import torch
 
+from engines.complexity import conv_flops, param_count
+from engines.prmnet import MODEL_CONFIGS, create_model
 from monitor.dsp.geometry import Geometry
+from monitor.dsp.spectrogram import Spectrogram
 from monitor.synth.dataset import DatasetRequest, render_frame
 
-__all__ = ["bench_synth", "format_table"]
+__all__ = [
+    "bench_engines",
+    "bench_model",
+    "bench_replay",
+    "bench_stft",
+    "bench_synth",
+    "format_table",
+]
 
 
 def bench_synth(rates: Sequence[float], frames: int = 6) -> list[dict]:
@@ -46,11 +61,168 @@ def bench_synth(rates: Sequence[float], frames: int = 6) -> list[dict]:
     return rows
 
 
+def bench_model(models: Sequence[str], rates: Sequence[float] = (1.92e6, 2.4e6),
+                threads: int = 2, repeats: int = 10) -> list[dict]:
+    """Parameters and GFLOP of each model, and the CPU time of one 256x256 frame against the
+    time the frame lasts at each rate (``x_realtime`` above 1: it keeps up).
+
+    ``models``: names of ``engines.prmnet.MODEL_CONFIGS`` (fresh weights: the speed is the
+    same) or checkpoint paths. Eager torch in inference mode, channels-last, ``threads``
+    threads, median of ``repeats`` after two warm-up runs.
+    """
+    from monitor.train.cards import load_checkpoint
+
+    torch.set_num_threads(threads)
+    rows = []
+    for spec in models:
+        if spec in MODEL_CONFIGS:
+            name, model = spec, create_model(spec).eval()
+        else:
+            model, card = load_checkpoint(spec)
+            name = f"{card.model} ({Path(spec).stem})"
+        chans = int(getattr(model, "in_chans", 1))
+        flops = conv_flops(model, (1, chans, 256, 256))
+        model = model.to(memory_format=torch.channels_last)
+        x = torch.randn(1, chans, 256, 256).to(memory_format=torch.channels_last)
+        seconds = _median_seconds(lambda m=model, x=x: m(x), repeats)
+        for rate in rates:
+            frame = Geometry.for_rate(rate).frame_seconds
+            rows.append({
+                "what": "model frame",
+                "model": name,
+                "parameters": param_count(model),
+                "gflop": round(flops / 1e9, 2),
+                "sample_rate": rate,
+                "frame_ms": round(frame * 1e3, 2),
+                "ms_per_frame": round(seconds * 1e3, 1),
+                "x_realtime": round(frame / seconds, 2),
+                "threads": threads,
+            })
+    return rows
+
+
+def bench_stft(rates: Sequence[float] = (2.4e6, 19.2e6, 61.44e6), threads: int = 2,
+               repeats: int = 5) -> list[dict]:
+    """The spectrogram of one frame against scipy.signal's on the same samples.
+
+    The reference: ``scipy.signal.spectrogram`` with the same window, FFT length and segments
+    per row (``noverlap`` giving the same count), two-sided, averaged per row with numpy. Both
+    on the CPU with the same data; ``speedup`` is scipy's time over ours.
+    """
+    torch.set_num_threads(threads)
+    rows = []
+    rng = np.random.default_rng(0)
+    for rate in rates:
+        g = Geometry.for_rate(rate)
+        x = (rng.standard_normal(g.frame_samples)
+             + 1j * rng.standard_normal(g.frame_samples)).astype(np.complex64)
+        spectrogram = Spectrogram(g)
+        tensor = torch.from_numpy(x)
+        ours = _median_seconds(lambda s=spectrogram, t=tensor: s.rows(t), repeats)
+        hop = max(1, (g.samples_per_row - g.nfft) // max(g.segments - 1, 1))
+
+        def reference(g: Geometry = g, hop: int = hop, x: np.ndarray = x) -> np.ndarray:
+            _, _, sxx = scipy.signal.spectrogram(
+                x, fs=g.sample_rate, window="hann", nperseg=g.nfft, noverlap=g.nfft - hop,
+                return_onesided=False, mode="psd")
+            per_row = sxx.shape[-1] // g.height
+            rows_ = sxx[:, : per_row * g.height].reshape(g.nfft, g.height, per_row).mean(-1)
+            return 10 * np.log10(np.fft.fftshift(rows_, axes=0) + 1e-20)
+
+        theirs = _median_seconds(reference, repeats)
+        rows.append({
+            "what": "spectrogram frame",
+            "sample_rate": rate,
+            "frame_ms": round(g.frame_seconds * 1e3, 2),
+            "ms_ours": round(ours * 1e3, 2),
+            "ms_scipy": round(theirs * 1e3, 2),
+            "speedup": round(theirs / ours, 2),
+            "x_realtime": round(g.frame_seconds / ours, 2),
+            "threads": threads,
+        })
+    return rows
+
+
+def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxruntime"),
+                  compute: str = "auto", rate: float = 2.4e6, repeats: int = 10) -> list[dict]:
+    """Frames per second of each engine on one model, against eager torch in the same run.
+
+    Each engine is selected as ``prmnet-monitor --engine`` would (self-check included); one the
+    machine cannot run is listed with the reason.
+    """
+    from engines.models import load_model
+    from engines.selection import select_runner
+    from monitor.errors import MonitorError
+
+    loaded = load_model(model_path, rate)
+    g = loaded.card.geometry
+    x = torch.randn(1, loaded.card.in_chans, int(g["height"]), int(g["width"]))
+    rows, reference = [], None
+    for engine in engines:
+        try:
+            runner = select_runner(loaded, engine=engine, compute=compute)
+        except MonitorError as exc:
+            rows.append({"what": "engine", "engine": engine, "note": str(exc)})
+            continue
+        with runner:
+            xd = x.to(runner.device)
+            seconds = _median_seconds(lambda r=runner, xd=xd: r.infer(xd), repeats)
+        reference = reference or seconds
+        rows.append({
+            "what": "engine",
+            "engine": f"{runner.name} {runner.precision} {runner.device}",
+            "ms_per_frame": round(seconds * 1e3, 2),
+            "frames_per_s": round(1 / seconds, 1),
+            "vs_first": round(reference / seconds, 2),
+        })
+    return rows
+
+
+def bench_replay(rate: float, seconds: float, model: Path, hop: int | None = None,
+                 speed: float | None = None) -> list[dict]:
+    """End to end: a generated recording of ``seconds`` at ``rate`` replayed headless through
+    the monitor (``speed`` None: as fast as it goes; 1: paced in real time), with its stats."""
+    from monitor.app import MonitorSettings, run_monitor
+    from monitor.recordings import write_recording
+    from monitor.synth.random_scene import draw_scene
+    from monitor.synth.scene import render
+
+    rng = np.random.default_rng(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = render(draw_scene(rng, rate, seconds), rng)
+        path = write_recording(Path(tmp) / "bench.sigmf-meta", scene.iq, rate, 1.8e9)
+        stats = run_monitor(MonitorSettings(replay=path, model=str(model), hop=hop,
+                                            speed=speed)).to_dict()
+    return [{
+        "what": "replay",
+        "sample_rate": rate,
+        "stream_s": stats["stream_seconds"],
+        "wall_s": stats["wall_seconds"],
+        "x_realtime": stats["realtime_factor"],
+        "frames": stats["frames"],
+        "segmented": stats["frames_segmented"],
+        "dropped": stats["samples_dropped"],
+        "engine": f"{stats['engine']} {stats['precision']} {stats['compute_device']}",
+    }]
+
+
+def _median_seconds(call: Callable[[], object], repeats: int) -> float:
+    with torch.inference_mode():
+        call()
+        call()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def format_table(rows: Sequence[dict]) -> str:
-    """A plain text table of benchmark rows (all rows share their keys)."""
+    """A plain text table of benchmark rows (columns: every key, in order of appearance)."""
     if not rows:
         return "(no results)"
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     cells = [[str(r.get(k, "")) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
     line = "  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True))

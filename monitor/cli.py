@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from monitor.arguments import positive_float, rate_list, snr_range
+from monitor.arguments import positive_float, positive_int, rate_list, snr_range
 from monitor.errors import InputError, MonitorError
 from monitor.gui.bench import add_bench_gui_command
 
@@ -309,6 +309,37 @@ def _prmnet_parser() -> argparse.ArgumentParser:
     bsynth.add_argument("--frames", type=int, default=6, help="frames per rate (default 6)")
     bsynth.add_argument("--json", type=Path, default=None, help="also write the figures here")
     bsynth.set_defaults(func=_bench_synth)
+    bmodel = targets.add_parser(
+        "model", help="parameters, GFLOP and CPU time of a frame against the frame's duration")
+    bmodel.add_argument("models", nargs="*", default=["prmnet_cpu", "prmnet_w8", "prmnet_w16"],
+                        metavar="MODEL", help="model names or checkpoint paths "
+                        "(default prmnet_cpu prmnet_w8 prmnet_w16)")
+    bmodel.add_argument("--rates", type=rate_list, default=(1.92e6, 2.4e6), metavar="LIST")
+    bmodel.add_argument("--threads", type=positive_int, default=2)
+    bmodel.set_defaults(func=_bench_model)
+    bstft = targets.add_parser("stft", help="the spectrogram against scipy.signal, same data")
+    bstft.add_argument("--rates", type=rate_list, default=(2.4e6, 19.2e6, 61.44e6),
+                       metavar="LIST")
+    bstft.add_argument("--threads", type=positive_int, default=2)
+    bstft.set_defaults(func=_bench_stft)
+    bengine = targets.add_parser("engines", help="frames per second of each engine on a model")
+    bengine.add_argument("model", metavar="MODEL", help="a shipped model's name or a checkpoint")
+    bengine.add_argument("--engines", default="torch,onnxruntime", metavar="LIST")
+    bengine.add_argument("--compute", default="auto")
+    bengine.set_defaults(func=_bench_engines)
+    breplay = targets.add_parser("replay", help="end to end: a generated recording through the "
+                                 "monitor, headless, with its real-time factor")
+    breplay.add_argument("model", metavar="MODEL", help="a shipped model's name or a checkpoint")
+    breplay.add_argument("--rate", type=positive_float, default=2.4e6, metavar="SPS")
+    breplay.add_argument("--seconds", type=positive_float, default=10.0)
+    breplay.add_argument("--hop", type=positive_int, default=None, metavar="ROWS")
+    breplay.add_argument("--speed", type=positive_float, default=None,
+                         help="pace the replay (1: real time); default as fast as it goes")
+    breplay.set_defaults(func=_bench_replay)
+    for target in (bsynth, bmodel, bstft, bengine, breplay):
+        if target is not bsynth:
+            target.add_argument("--json", type=Path, default=None,
+                                help="also write the figures here")
     add_bench_gui_command(targets)
     return parser
 
@@ -382,10 +413,42 @@ def _synth_compare(args: argparse.Namespace) -> int:
 
 
 def _bench_synth(args: argparse.Namespace) -> int:
-    from monitor.bench import bench_synth, format_table
+    from monitor.bench import bench_synth
 
-    rows = bench_synth(args.rates, args.frames)
+    return _report(bench_synth(args.rates, args.frames), args.json)
+
+
+def _bench_model(args: argparse.Namespace) -> int:
+    from monitor.bench import bench_model
+
+    return _report(bench_model(args.models, args.rates, args.threads), args.json)
+
+
+def _bench_stft(args: argparse.Namespace) -> int:
+    from monitor.bench import bench_stft
+
+    return _report(bench_stft(args.rates, args.threads), args.json)
+
+
+def _bench_engines(args: argparse.Namespace) -> int:
+    from monitor.bench import bench_engines
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    return _report(bench_engines(args.model, engines, args.compute), args.json)
+
+
+def _bench_replay(args: argparse.Namespace) -> int:
+    from monitor.bench import bench_replay
+
+    rows = bench_replay(args.rate, args.seconds, args.model, args.hop, args.speed)
+    return _report(rows, args.json)
+
+
+def _report(rows: list[dict], json_path: Path | None) -> int:
+    """Print benchmark rows as a table; also as JSON where asked."""
+    from monitor.bench import format_table
+
     print(format_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
