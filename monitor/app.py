@@ -154,10 +154,19 @@ class PreparedRun:
         """
         s, source = self.settings, self.source
         if s.annotate is not None:
-            source_meta = source.recording.meta if isinstance(source, ReplaySource) else None
-            write_annotations(s.annotate, self._collector.emissions,
-                              sample_rate=source.sample_rate, center_freq=source.center_freq,
-                              source_meta=source_meta)
+            emissions = self._collector.emissions
+            source_meta = None
+            if isinstance(source, ReplaySource):
+                # annotations index the recording's samples: with --loop, only the first pass
+                source_meta = source.recording.meta
+                within = [e for e in emissions
+                          if e.start_sample + e.sample_count <= len(source.recording)]
+                if len(within) < len(emissions):
+                    log.info("annotating the first pass of the recording: %d of %d emissions",
+                             len(within), len(emissions))
+                emissions = within
+            write_annotations(s.annotate, emissions, sample_rate=source.sample_rate,
+                              center_freq=source.center_freq, source_meta=source_meta)
         if s.stats is not None:
             self.stats.write(s.stats)
         if self.pipeline.error:
