@@ -106,7 +106,9 @@ def _train(args: argparse.Namespace) -> int:
     path = resolve_config(args.config)
     config = TrainConfig.from_toml(path)
     run_dir = args.run_dir or Path("runs") / path.stem
-    command = shlex.join(["prmnet", "train", str(path), "--run-dir", str(run_dir)])
+    command = shlex.join(["prmnet", "train", args.config, "--run-dir", str(run_dir),
+                          *(["--max-minutes", f"{args.max_minutes:g}"] if args.max_minutes
+                            else [])])
     result = train(config, run_dir, command=command, max_minutes=args.max_minutes,
                    max_steps=args.max_steps, progress=not args.no_progress)
     state = "finished" if result.finished else "stopped; run the same command to resume"
