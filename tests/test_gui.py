@@ -221,6 +221,12 @@ def test_retuning_from_the_window_retunes_the_synthetic_radio(
     qtbot.keyClick(window, Qt.Key.Key_Plus)
     assert window.center_spin.value() == pytest.approx(1860.96)
     qtbot.waitUntil(lambda: pipeline.latest.center_freq == 1860.96e6, timeout=WAIT_MS)
+    # the gain box sets the radio's gain: every level moves with it
+    assert window.gain_spin.isEnabled()
+    window.gain_spin.setValue(40.0)
+    assert session.source._gain_db == 40.0  # type: ignore[attr-defined]
+    window.gain_spin.setValue(window.gain_spin.minimum())  # "auto"
+    assert session.source._gain_db == 20.0  # type: ignore[attr-defined]
     # pausing freezes the display while processing goes on
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert window.waterfall.paused

@@ -371,3 +371,17 @@ def test_bad_settings_are_input_errors() -> None:
         RtlSdrSource(FC, RATE, transfer_samples=1000)
     with pytest.raises(InputError, match="direct sampling"):
         RtlSdrSource(FC, RATE, direct_sampling=3)
+
+
+def test_gain_changes_while_streaming() -> None:
+    driver = fake_driver(_data(0.4))
+    blocks: list[IQBlock] = []
+    with _source(driver) as source:
+        for block in source.blocks():
+            blocks.append(block)
+            if len(blocks) == 3:
+                source.set_gain(19.0)  # the nearest R820T gain is 19.7 dB
+            if len(blocks) == 6:
+                break
+    assert ("gain", 19.7) in driver.calls
+    assert not any(b.lost_before for b in blocks)  # the stream was not interrupted

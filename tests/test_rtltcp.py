@@ -356,3 +356,20 @@ def test_a_trickling_server_counts_as_stalled(serve) -> None:
         blocks = _collect(source, 50_000)
     assert source.stats.reconnects == 1 and server.connections == 2
     assert blocks[0].first_sample == 0
+
+
+def test_gain_changes_while_streaming(serve) -> None:
+    server = serve()
+    with _source(server) as source:
+        for i, _ in enumerate(source.blocks()):
+            if i == 2:
+                source.set_gain(25.4)
+            if i == 4:
+                source.set_gain("auto")
+            if i == 6:
+                break
+        with pytest.raises(InputError):
+            source.set_gain("loud")
+    manual = server.commands.index((0x03, 1))  # the run started on the tuner's AGC
+    assert server.commands[manual + 1] == (0x04, 254)
+    assert server.commands[-1] == (0x03, 0)

@@ -362,3 +362,14 @@ def test_list_soapy_names_each_radio() -> None:
         ("soapy:driver=hackrf,serial=0000abcd", "HackRF One #0 0000abcd"),
         ("soapy:driver=audio,device_id=0", "driver=audio,device_id=0,label="),
     ]
+
+
+def test_gain_changes_while_streaming() -> None:
+    soapy = FakeSoapy(seconds=0.05)
+    with _source(soapy) as source:
+        for i, _ in enumerate(source.blocks()):
+            if i == 2:
+                source.set_gain(31.0)
+            if i == 4:
+                break
+    assert ("gain", 31.0) in soapy.devices[0].calls

@@ -284,6 +284,23 @@ class RtlSdrSource(Source):
         with self._retune_lock:
             self._retune_to = self._center_freq = float(center_freq)
 
+    def set_gain(self, gain: float | str) -> None:
+        """``"auto"`` (the tuner's AGC) or dB (the nearest gain the tuner has), set at once while
+        the stream runs, as rtl_tcp does from its command thread; a reconnect sets it again.
+
+        Raises:
+            InputError: a gain that is neither ``"auto"`` nor a number.
+        """
+        if not (gain == "auto" or isinstance(gain, (int, float))):
+            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        self._gain = gain
+        with self._lock:
+            if self._session is not None:
+                try:
+                    self._set_gain(self._session.sdr)
+                except OSError as exc:
+                    log.warning("%s: setting the gain failed: %s", self._label, one_line(exc))
+
     def close(self) -> None:
         self._stop.set()
         with self._lock:
@@ -475,17 +492,20 @@ class RtlSdrSource(Source):
         if self._ppm:
             sdr.set_freq_correction(self._ppm)
         sdr.set_center_freq(self._center_freq)
-        if self._gain == "auto":
-            sdr.set_gain("auto")
-        else:
-            nearest = min(sdr.get_gains(), key=lambda g: abs(g - 10 * float(self._gain)))
-            sdr.set_gain(nearest / 10)
-            if abs(nearest / 10 - float(self._gain)) > 0.5:
-                log.info("gain %g dB is not available; using %g dB", self._gain, nearest / 10)
+        self._set_gain(sdr)
         sdr.set_agc_mode(self._rtl_agc)
         if self._bias_tee is not None:
             sdr.set_bias_tee(self._bias_tee)
         sdr.DEFAULT_ASYNC_BUF_NUMBER = self._transfers
+
+    def _set_gain(self, sdr: Any) -> None:
+        if self._gain == "auto":
+            sdr.set_gain("auto")
+            return
+        nearest = min(sdr.get_gains(), key=lambda g: abs(g - 10 * float(self._gain)))
+        sdr.set_gain(nearest / 10)
+        if abs(nearest / 10 - float(self._gain)) > 0.5:
+            log.info("gain %g dB is not available; using %g dB", self._gain, nearest / 10)
 
     def _start(self, sdr: Any) -> None:
         """Start streaming from an opened radio in its own thread (caller holds the lock)."""

@@ -189,6 +189,25 @@ class RtlTcpSource(Source):
         with self._retune_lock:
             self._retune_to = self._center_freq = float(center_freq)
 
+    def set_gain(self, gain: float | str) -> None:
+        """``"auto"`` (the tuner's AGC) or dB (the server takes the nearest it has), sent at
+        once; a reconnect sends it again.
+
+        Raises:
+            InputError: a gain that is neither ``"auto"`` nor a number.
+        """
+        if not (gain == "auto" or isinstance(gain, (int, float))):
+            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        self._gain = gain
+        with self._io:
+            if self._sock is None:
+                return
+            try:
+                self._send_gain()
+            except _LinkError as exc:
+                log.warning("%s lost: %s; reconnecting", self.name, exc)
+                self._disconnect()
+
     def close(self) -> None:
         self._stop.set()
         with self._io:
@@ -404,16 +423,19 @@ class RtlTcpSource(Source):
     def _send_settings(self) -> None:
         self._send(SET_SAMPLE_RATE, round(self.sample_rate))
         self._send(SET_FREQUENCY, round(self._center_freq))
-        if self._gain == "auto":
-            self._send(SET_GAIN_MODE, 0)
-        else:
-            self._send(SET_GAIN_MODE, 1)
-            self._send(SET_GAIN, round(10 * float(self._gain)))
+        self._send_gain()
         self._send(SET_AGC_MODE, int(self._rtl_agc))
         if self._ppm is not None:
             self._send(SET_FREQ_CORRECTION, int(self._ppm))
         if self._bias_tee is not None:
             self._send(SET_BIAS_TEE, int(self._bias_tee))
+
+    def _send_gain(self) -> None:
+        if self._gain == "auto":
+            self._send(SET_GAIN_MODE, 0)
+        else:
+            self._send(SET_GAIN_MODE, 1)
+            self._send(SET_GAIN, round(10 * float(self._gain)))
 
     def _send(self, command: int, value: int) -> None:
         """Send one command; a negative value goes as its two's complement, as rtl_tcp reads

@@ -261,6 +261,23 @@ class SoapySource(Source):
         with self._retune_lock:
             self._retune_to = self._center_freq = float(center_freq)
 
+    def set_gain(self, gain: float | str) -> None:
+        """``"auto"`` or dB (clipped to the radio's range), set at once; a reconnect sets it
+        again.
+
+        Raises:
+            InputError: a gain that is neither ``"auto"`` nor a number.
+        """
+        if not (gain == "auto" or isinstance(gain, (int, float))):
+            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        self._gain = gain
+        with self._lock:
+            if self._device is not None:
+                try:
+                    self._set_gain(self._device, self._soapy)
+                except RuntimeError as exc:  # the bindings raise it for driver errors
+                    log.warning("%s: setting the gain failed: %s", self._label, one_line(exc))
+
     def close(self) -> None:
         self._stop.set()
         with self._lock:

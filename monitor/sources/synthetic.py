@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.errors import InputError
 from monitor.sources.base import IQBlock, Source
 from monitor.synth.scene import CarrierSpec, carrier_signal
 
@@ -28,8 +29,10 @@ __all__ = ["BAND_PLAN", "SyntheticSource", "Transmitter"]
 
 LOOP_SECONDS = 0.16
 BLOCK_SECONDS = 0.02
-#: Full-scale level of the noise floor: white noise of unit power is scaled to this.
+#: Full-scale level of the noise floor at the nominal gain: unit-power noise is scaled to this.
 NOISE_DBFS = -40.0
+#: The gain ``auto`` stands for; another gain moves every level by the difference.
+NOMINAL_GAIN_DB = 20.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class SyntheticSource(Source):
         self._lock = threading.Lock()
         self._loops: list[tuple[int, np.ndarray]] = []  # (index in the plan, loop)
         self._noise = np.zeros(0, dtype=np.complex64)
+        self._gain_db = NOMINAL_GAIN_DB
         self._on = [True] * len(plan)
         self._switch_at = [0.0] * len(plan)
 
@@ -130,6 +134,15 @@ class SyntheticSource(Source):
         with self._lock:
             self._retune_to = float(center_freq)
 
+    def set_gain(self, gain: float | str) -> None:
+        """``"auto"`` (the nominal 20 dB) or dB: every level, noise floor included, moves by the
+        difference from the nominal gain, as a radio's would; taken up at the next block.
+
+        Raises:
+            InputError: a gain that is neither ``"auto"`` nor a number.
+        """
+        self._gain_db = _gain_db(gain)
+
     def in_view(self) -> list[Transmitter]:
         """The transmitters that reach into the current view."""
         half = self._rate / 2
@@ -139,7 +152,6 @@ class SyntheticSource(Source):
     def blocks(self) -> Iterator[IQBlock]:
         block = max(1024, round(self._rate * BLOCK_SECONDS))
         loop_len = len(self._noise)
-        scale = np.float32(10 ** (NOISE_DBFS / 20))
         emitted = 0
         t0 = time.time()
         wall0 = time.monotonic()
@@ -161,7 +173,7 @@ class SyntheticSource(Source):
             for i, loop in self._loops:
                 if self._on[i]:
                     samples += _wrapped(loop, start, block)
-            samples *= scale
+            samples *= np.float32(10 ** ((NOISE_DBFS + self._gain_db - NOMINAL_GAIN_DB) / 20))
             if self.realtime:
                 due = wall0 + (emitted + block) / self._rate
                 if self._stop.wait(max(0.0, due - time.monotonic())):
@@ -203,3 +215,12 @@ def _wrapped(loop: np.ndarray, start: int, n: int) -> np.ndarray:
     if stop <= len(loop):
         return loop[start:stop].copy()
     return np.concatenate((loop[start:], np.resize(loop, stop - len(loop))))
+
+
+def _gain_db(gain: float | str) -> float:
+    if gain == "auto":
+        return NOMINAL_GAIN_DB
+    try:
+        return float(gain)
+    except (TypeError, ValueError):
+        raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}") from None
