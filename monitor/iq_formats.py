@@ -72,11 +72,13 @@ def from_raw(raw: np.ndarray, fmt: IqFormat) -> np.ndarray:
 
 def to_raw(iq: np.ndarray, fmt: IqFormat) -> np.ndarray:
     """Complex samples in full-scale units to interleaved values of ``fmt`` (rounded, clipped)."""
-    pairs = np.empty(2 * len(iq), dtype=np.float64)
-    pairs[0::2] = iq.real
-    pairs[1::2] = iq.imag
+    pairs = np.ascontiguousarray(iq, dtype=np.complex64).view(np.float32)
     if fmt.dtype.kind == "f":
         return pairs.astype(fmt.dtype)
     info = np.iinfo(fmt.dtype)
-    values = np.rint(pairs / fmt.scale + fmt.offset)
-    return np.clip(values, info.min, info.max).astype(fmt.dtype)
+    values = pairs * np.float32(1.0 / fmt.scale)
+    if fmt.offset:
+        values += np.float32(fmt.offset)
+    np.rint(values, out=values)
+    np.clip(values, info.min, info.max, out=values)
+    return values.astype(fmt.dtype)

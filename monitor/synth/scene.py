@@ -181,7 +181,9 @@ def render(spec: SceneSpec, rng: np.random.Generator) -> Scene:
     if spec.sro_ppm:
         scene = channel.apply_offsets(scene, fs, sro_ppm=spec.sro_ppm)
     noise = rng.standard_normal((n_out, 2), dtype=np.float32).view(np.complex64)[:, 0]
-    scene = scene + noise * np.float32(math.sqrt(0.5))
+    noise *= np.float32(math.sqrt(0.5))
+    noise += scene
+    scene = noise
     iq = receiver.apply_receiver(scene, fs, receiver.RECEIVERS[spec.receiver], rng)
     return Scene(iq=iq.astype(np.complex64), spec=spec, carriers=truths, sent=sent_grids)
 

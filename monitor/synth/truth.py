@@ -68,10 +68,13 @@ def sent_fraction(placed: PlacedGrid, geometry: Geometry, start_sample: int = 0)
     points = max(1, math.ceil(2 * grid.scs / g.pixel_hz))
     spread = (np.arange(points) + 0.5) / points - 0.5
     sc = grid.first_subcarrier + np.arange(grid.values.shape[1])
+    # only the subcarriers that reach into the view (a wide carrier seen by a narrow view)
+    near = np.abs(placed.offset_hz + sc * grid.scs) < g.sample_rate / 2 + grid.scs
+    sc = sc[near]
     freqs = placed.offset_hz + (sc[:, None] + spread[None, :]) * grid.scs
     cols = np.floor(freqs / g.pixel_hz + 0.5).astype(np.int64) + g.width // 2
     in_view = (cols >= 0) & (cols < g.width)
-    energy = np.abs(grid.values[in_frame]) ** 2  # (symbols, subcarriers)
+    energy = np.abs(grid.values[in_frame][:, near]) ** 2  # (symbols, subcarriers)
     r = np.broadcast_to(rows[in_frame][:, None, None], (*energy.shape, points))
     c = np.broadcast_to(cols[None, :, :], r.shape)
     e = np.broadcast_to(energy[:, :, None], r.shape)
