@@ -40,6 +40,7 @@ __all__ = [
     "DcBlocker",
     "DeviceSpec",
     "RadioStats",
+    "check_gain",
     "list_devices",
     "one_line",
     "open_radio",
@@ -174,6 +175,17 @@ def _soapy_args(rest: str, spec: str) -> dict[str, str]:
             )
         args[key] = value.strip()
     return args
+
+
+def check_gain(gain: float | str) -> float | str:
+    """A gain as radios take it: ``"auto"`` or a number of dB.
+
+    Raises:
+        InputError: anything else.
+    """
+    if gain == "auto" or (isinstance(gain, (int, float)) and not isinstance(gain, bool)):
+        return gain
+    raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
 
 
 def one_line(exc: BaseException | str) -> str:

@@ -40,7 +40,7 @@ import numpy as np
 from monitor.errors import DeviceError, InputError
 from monitor.iq_formats import from_raw, parse_datatype
 from monitor.sources.base import IQBlock, Source
-from monitor.sources.radio import Backoff, BlockStamper, RadioStats, one_line
+from monitor.sources.radio import Backoff, BlockStamper, RadioStats, check_gain, one_line
 
 __all__ = [
     "TUNERS",
@@ -209,8 +209,7 @@ class RtlSdrSource(Source):
         if transfer_samples <= 0 or transfer_samples % 256:
             raise InputError(f"transfer_samples must be a positive multiple of 256, "
                              f"got {transfer_samples}")
-        if not (gain == "auto" or isinstance(gain, (int, float))):
-            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        check_gain(gain)
         if direct_sampling not in (0, 1, 2):
             raise InputError(f"direct sampling is 0 (off), 1 (I) or 2 (Q), got {direct_sampling}")
         self._device = device
@@ -291,8 +290,7 @@ class RtlSdrSource(Source):
         Raises:
             InputError: a gain that is neither ``"auto"`` nor a number.
         """
-        if not (gain == "auto" or isinstance(gain, (int, float))):
-            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        check_gain(gain)
         self._gain = gain
         with self._lock:
             if self._session is not None:

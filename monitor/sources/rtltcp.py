@@ -35,7 +35,7 @@ import numpy as np
 from monitor.errors import DeviceError, InputError
 from monitor.iq_formats import from_raw, parse_datatype
 from monitor.sources.base import IQBlock, Source
-from monitor.sources.radio import Backoff, BlockStamper, RadioStats, one_line
+from monitor.sources.radio import Backoff, BlockStamper, RadioStats, check_gain, one_line
 from monitor.sources.rtlsdr import TUNERS, check_rtl_frequency, check_rtl_rate
 
 __all__ = ["HEADER", "MAX_GAIN_COUNT", "RtlTcpSource"]
@@ -108,8 +108,7 @@ class RtlTcpSource(Source):
     ) -> None:
         check_rtl_rate(sample_rate)
         check_rtl_frequency(center_freq)
-        if not (gain == "auto" or isinstance(gain, (int, float))):
-            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        check_gain(gain)
         if block_samples <= 0:
             raise InputError(f"block_samples must be positive, got {block_samples}")
         self._host, self._port = host, port
@@ -196,8 +195,7 @@ class RtlTcpSource(Source):
         Raises:
             InputError: a gain that is neither ``"auto"`` nor a number.
         """
-        if not (gain == "auto" or isinstance(gain, (int, float))):
-            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        check_gain(gain)
         self._gain = gain
         with self._io:
             if self._sock is None:

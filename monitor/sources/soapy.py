@@ -36,7 +36,7 @@ import numpy as np
 
 from monitor.errors import DeviceError, InputError
 from monitor.sources.base import IQBlock, Source
-from monitor.sources.radio import Backoff, BlockStamper, RadioStats, one_line
+from monitor.sources.radio import Backoff, BlockStamper, RadioStats, check_gain, one_line
 
 __all__ = ["SoapySource", "list_soapy", "load_soapysdr"]
 
@@ -185,8 +185,7 @@ class SoapySource(Source):
         max_reconnects: int | None = None,
         soapy: Any = None,
     ) -> None:
-        if not (gain == "auto" or isinstance(gain, (int, float))):
-            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        check_gain(gain)
         if not (sample_rate > 0 and center_freq > 0 and block_samples > 0):
             raise InputError("the sample rate, centre frequency and block size must be positive")
         self._args = dict(args)
@@ -268,8 +267,7 @@ class SoapySource(Source):
         Raises:
             InputError: a gain that is neither ``"auto"`` nor a number.
         """
-        if not (gain == "auto" or isinstance(gain, (int, float))):
-            raise InputError(f"gain must be 'auto' or a number of dB, got {gain!r}")
+        check_gain(gain)
         self._gain = gain
         with self._lock:
             if self._device is not None:
