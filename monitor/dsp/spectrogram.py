@@ -109,12 +109,25 @@ class StreamingSpectrogram:
         self._pending = torch.zeros(0, dtype=torch.complex64, device=spectrogram.device)
 
     def push(self, samples: torch.Tensor) -> torch.Tensor:
-        """Add ``samples`` (complex64, 1-D); return the dBFS rows completed, (rows, width)."""
+        """Add ``samples`` (complex64, 1-D); return the dBFS rows completed, (rows, width).
+
+        The block itself is never copied: only the row that straddles the previous block is
+        assembled, and the tail left for the next one is kept.
+        """
         spr = self.spectrogram.geometry.samples_per_row
-        stream = torch.cat((self._pending, samples.to(self._pending.device)))
-        whole = (stream.shape[0] // spr) * spr
-        self._pending = stream[whole:].clone()
-        return self.spectrogram.rows(stream[:whole])
+        x = samples.to(self._pending.device)
+        parts = []
+        start = 0
+        if self._pending.numel():
+            start = spr - self._pending.numel()
+            if x.numel() < start:
+                self._pending = torch.cat((self._pending, x))
+                return self.spectrogram.rows(x[:0])
+            parts.append(self.spectrogram.rows(torch.cat((self._pending, x[:start]))))
+        whole = (x.numel() - start) // spr * spr
+        parts.append(self.spectrogram.rows(x[start : start + whole]))
+        self._pending = x[start + whole :].clone()
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def reset(self) -> None:
         """Forget pending samples (after a retune or a gap in the stream)."""
