@@ -151,17 +151,9 @@ PRMNET_CONFIGS: dict[str, dict[str, Any]] = dict(
         head_mid_width=4,
         spare_head_norms=False,
     ),
-    prmnet_cpu=dict(
-        in_chans=1,
-        width=8,
-        ms_width=2,
-        head_width=8,
-        head_mid_width=4,
-        spare_head_norms=False,
-        time_pool=2,
-    ),
 )
 """PRMNet variants: ``prmnet`` as published (RGB input), the others one-channel CPU widths."""
+PRMNET_CONFIGS["prmnet_cpu"] = dict(PRMNET_CONFIGS["prmnet_w8"], time_pool=2)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

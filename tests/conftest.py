@@ -33,6 +33,18 @@ def captures_truth(captures_dir: Path) -> list[dict]:
     return json.loads((captures_dir / "truth.json").read_text())
 
 
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint with random weights: a run's mechanics, not its accuracy."""
+    from engines.prmnet import create_model
+    from monitor.train.cards import make_card, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "untrained_w8"
+    return save_checkpoint(create_model("prmnet_w8"),
+                           make_card("prmnet_w8", {}, [1.0e6, 62e6]), path)
+
+
 @pytest.fixture
 def tiny_model() -> LoadedModel:
     """An untrained one-channel PRMNet at width 8 with a 32x32 card (engines tests)."""

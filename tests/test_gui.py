@@ -23,7 +23,6 @@ from PyQt5.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from engines.backends.base import Runner
-from engines.prmnet import create_model
 from monitor.app import MonitorSettings
 from monitor.cli import monitor_main
 from monitor.gui.app import open_window
@@ -32,22 +31,12 @@ from monitor.gui.window import MonitorWindow
 from monitor.occupancy.logs import read_log
 from monitor.recordings import write_recording
 from monitor.sources.files import open_recording
-from monitor.train.cards import make_card, save_checkpoint
 
 RATE = 2.4e6
 FC = 1.8e9
 #: Two bands of noise 30 dB over the floor: LTE left of the centre, NR right of it.
 BANDS = {"LTE": (-800e3, -300e3), "NR": (200e3, 700e3)}
 WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint with random weights: the run's mechanics, not its accuracy."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "untrained_w8"
-    return save_checkpoint(create_model("prmnet_w8"),
-                           make_card("prmnet_w8", {}, [1.0e6, 62e6]), path)
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +71,8 @@ class BandRunner(Runner):
     name = "bands"
 
     def __init__(self, threshold: float = 1.85) -> None:
-        super().__init__()
+        super().__init__("cpu", "fp32")
         self.threshold = threshold
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    @property
-    def precision(self) -> str:
-        return "fp32"
 
     def activate_impl(self) -> None:
         pass

@@ -12,22 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from engines.prmnet import create_model
 from monitor.cli import monitor_main
 from monitor.occupancy.logs import read_log
 from monitor.recordings import write_recording
-from monitor.train.cards import make_card, save_checkpoint
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint with random weights: the run's mechanics, not its accuracy."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "untrained_w8"
-    return save_checkpoint(create_model("prmnet_w8"),
-                           make_card("prmnet_w8", {}, [1.0e6, 62e6]), path)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,8 @@ class Runner(ABC):
     """Runs the segmentation network.
 
     Args:
+        device: where :meth:`infer` wants its input and leaves its output.
+        precision: ``fp32``, ``fp16``, ``bf16``, ``int8`` or ``fp8``.
         check: checked on activation where given (see the module docstring).
 
     Attributes:
@@ -45,7 +47,11 @@ class Runner(ABC):
 
     name: str = "runner"
 
-    def __init__(self, check: SelfCheck | None = None) -> None:
+    def __init__(self, device: str | torch.device, precision: str,
+                 check: SelfCheck | None = None) -> None:
+        self._device = torch.device(device)
+        self._precision = precision
+        self._shape: tuple[int, ...] | None = None  # a fixed-shape engine's, once known
         self._active = False
         self._check = check
         self.check_result: CheckResult | None = None
@@ -55,20 +61,20 @@ class Runner(ABC):
         return self._active
 
     @property
-    @abstractmethod
     def device(self) -> torch.device:
         """Where :meth:`infer` wants its input and leaves its output."""
+        return self._device
 
     @property
-    @abstractmethod
     def precision(self) -> str:
         """``fp32``, ``fp16``, ``bf16``, ``int8`` or ``fp8``."""
+        return self._precision
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
         """The engine's fixed input shape (N, C, H, W) once active, or None where any shape
         goes (H and W multiples of 8)."""
-        return None
+        return self._shape
 
     def activate(self) -> Runner:
         """Make the runner ready to infer, and check it where it has a check; returns itself.

@@ -65,27 +65,12 @@ class OnnxRuntimeRunner(Runner):
     def __init__(self, onnx: OnnxSource, device: str | torch.device = "cpu",
                  precision: str = "fp32", threads: int | None = None,
                  check: SelfCheck | None = None) -> None:
-        super().__init__(check)
+        super().__init__(device, precision, check)
         self._onnx = onnx
-        self._device = torch.device(device)
-        self._precision = precision
         self._threads = threads
         self._session: Any = None
         self._stream: torch.cuda.Stream | None = None
-        self._shape: tuple[int, ...] | None = None
         self._out_shape: tuple[int, ...] = ()
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        return self._shape
 
     def activate_impl(self) -> None:
         reason = onnxruntime_unavailable(self._device)

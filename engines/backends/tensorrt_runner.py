@@ -157,14 +157,12 @@ class TensorRTRunner(Runner):
                  device: str | torch.device = "cuda", precision: str = "fp16",
                  input_shape: tuple[int, ...] = (1, 1, 256, 256), num_classes: int = 3,
                  cache: EngineCache | None = None, check: SelfCheck | None = None) -> None:
-        super().__init__(check)
+        super().__init__(device, precision, check)
         if precision not in TENSORRT_PRECISIONS:
             raise ValueError(f"TensorRT runs {', '.join(TENSORRT_PRECISIONS)}, not {precision!r}")
         self._onnx = onnx
         self._export = export
         self._weights = weights_sha256
-        self._device = torch.device(device)
-        self._precision = precision
         self._shape = tuple(input_shape)
         n, _, h, w = self._shape
         self._out_shape = (n, num_classes, h, w)
@@ -172,18 +170,6 @@ class TensorRTRunner(Runner):
         self._engine: Any = None
         self._context: Any = None
         self._stream: torch.cuda.Stream | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        return self._shape
 
     def activate_impl(self) -> None:
         reason = tensorrt_unavailable(self._device)

@@ -44,28 +44,18 @@ class TorchRunner(Runner):
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  precision: str = "fp32", channels_last: bool = True, cuda_graph: bool = False,
                  check: SelfCheck | None = None) -> None:
-        super().__init__(check)
+        super().__init__(device, precision, check)
         self._model = model
-        self._device = torch.device(device)
         if precision not in TORCH_PRECISIONS:
             raise ValueError(f"torch runs {', '.join(TORCH_PRECISIONS)}, not {precision!r}")
         if precision != "fp32" and self._device.type != "cuda":
             raise ValueError(f"{precision} needs a CUDA device with the torch backend")
         if cuda_graph and self._device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
-        self._precision = precision
         self._format = torch.channels_last if channels_last else torch.contiguous_format
         self._cuda_graph = cuda_graph
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor,
                                                   torch.Tensor]] = {}
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def precision(self) -> str:
-        return self._precision
 
     def activate_impl(self) -> None:
         self._model = self._model.to(self._device, memory_format=self._format).eval()
