@@ -7,12 +7,10 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from engines.models import load_model
+from monitor.arguments import positive_int
 from monitor.errors import InputError
-
-if TYPE_CHECKING:
-    from engines.models import LoadedModel
 
 __all__ = ["CALIB_EXAMPLES", "ENGINE_EXAMPLES", "EXPORT_EXAMPLES", "add_commands"]
 
@@ -63,11 +61,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("model", metavar="MODEL", help="a shipped model's name or a checkpoint")
     ex.add_argument("-o", "--out", type=Path, metavar="OUT.onnx",
                     help="output (default MODEL.onnx, MODEL.fp16.onnx in fp16)")
-    ex.add_argument("--height", type=_positive_int, metavar="ROWS",
+    ex.add_argument("--height", type=positive_int, metavar="ROWS",
                     help="rows (default the card's)")
-    ex.add_argument("--width", type=_positive_int, metavar="PIXELS",
+    ex.add_argument("--width", type=positive_int, metavar="PIXELS",
                     help="frequency pixels (default the card's)")
-    ex.add_argument("--batch", type=_positive_int, default=1, help="frames per inference (1)")
+    ex.add_argument("--batch", type=positive_int, default=1, help="frames per inference (1)")
     ex.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                     help="the network's arithmetic (fp32)")
     ex.set_defaults(func=_export)
@@ -108,31 +106,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      "synthetic test set, made on first use)")
     cal.add_argument("--recordings", type=Path, default=None, metavar="DIR",
                      help="add frames of every SigMF recording in DIR to the calibration set")
-    cal.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    cal.add_argument("--limit", type=positive_int, default=None, metavar="N",
                      help="measure on the first N test frames only")
     cal.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
                      help="mean IoU the graph may lose (default: the recipe's, 1 point)")
-    cal.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    cal.add_argument("--threads", type=positive_int, default=None, metavar="N",
                      help="ONNX Runtime threads (default: one per core)")
-    cal.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    cal.add_argument("--workers", type=positive_int, default=None, metavar="N",
                      help="processes making the test set (default: every core)")
     cal.set_defaults(func=_calib)
-
-
-def _load(name: str) -> LoadedModel:
-    """A shipped model by name or a checkpoint by path."""
-    from engines.models import LoadedModel, shipped_models
-    from monitor.train.cards import load_checkpoint
-
-    path = shipped_models().get(name, Path(name))
-    module, card = load_checkpoint(path)
-    return LoadedModel(path.stem, module, card)
 
 
 def _export(args: argparse.Namespace) -> int:
     from engines.export import export_onnx, read_onnx_info
 
-    model = _load(args.model)
+    model = load_model(args.model, None)
     suffix = ".fp16.onnx" if args.precision == "fp16" else ".onnx"
     out = args.out or Path(f"{model.name}{suffix}")
     path = export_onnx(model.module, model.card, out, batch=args.batch, height=args.height,
@@ -154,7 +142,7 @@ def _engine_build(args: argparse.Namespace) -> int:
     reason = tensorrt_unavailable(torch.device("cuda"))
     if reason is not None:
         raise InputError(f"cannot build a TensorRT engine here: {reason}")
-    model = _load(args.model)
+    model = load_model(args.model, None)
     device = resolve_device(args.compute)
     g = model.card.geometry
     check = SelfCheck(model.module, model.card.in_chans, int(g["height"]), int(g["width"]))
@@ -215,7 +203,7 @@ def _calib(args: argparse.Namespace) -> int:
     from engines.export import weights_sha256
     from monitor.train.data import open_frames
 
-    model = _load(args.model)
+    model = load_model(args.model, None)
     recipe = load_recipe(args.recipe)
     if args.max_drop is not None:
         recipe = replace(recipe, max_drop_points=args.max_drop)
@@ -240,13 +228,3 @@ def _calib(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}; installed for --precision {args.precision} "
           f"({result.installed})")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value

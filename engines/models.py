@@ -40,13 +40,16 @@ def shipped_models() -> dict[str, Path]:
             if p.with_suffix(".json").is_file()}
 
 
-def load_model(name: str | None, sample_rate: float) -> LoadedModel:
-    """The model to run on a stream at ``sample_rate`` (on the CPU; runners move it).
+def load_model(name: str | None, sample_rate: float | None) -> LoadedModel:
+    """The model to run on a stream at ``sample_rate`` (on the CPU; runners move it);
+    ``sample_rate`` None: the named model, whatever rates it serves.
 
     Raises:
         InputError: no such model, a broken checkpoint, or a model that does not serve the rate.
     """
     shipped = shipped_models()
+    if name is None and sample_rate is None:
+        raise InputError("name a model: a shipped one or a checkpoint path")
     if name is None:
         serving = [(read_card(p).gflops, stem) for stem, p in shipped.items()
                    if read_card(p).serves(sample_rate)]
@@ -63,7 +66,7 @@ def load_model(name: str | None, sample_rate: float) -> LoadedModel:
         known = ", ".join(shipped) or "none installed"
         raise InputError(f"no model {name!r}: give a shipped name ({known}) or a checkpoint path")
     module, card = load_checkpoint(path)
-    if not card.serves(sample_rate):
+    if sample_rate is not None and not card.serves(sample_rate):
         raise InputError(f"model {path.stem} serves {_rates(card)}, not "
                          f"{sample_rate / 1e6:g} MS/s; choose a --rate it serves")
     return LoadedModel(path.stem, module, card)
