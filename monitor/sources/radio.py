@@ -39,6 +39,7 @@ __all__ = [
     "BlockStamper",
     "DcBlocker",
     "DeviceSpec",
+    "RadioSource",
     "RadioStats",
     "check_gain",
     "list_devices",
@@ -345,6 +346,32 @@ class BlockStamper:
         self._pending = 0
         self._retuned = False
         return block
+
+
+class RadioSource(Source):
+    """What the radio sources share: a :class:`BlockStamper` (rate, sample indices, losses),
+    the centre frequency in force and a label; subclasses set ``_stamper``, ``_center_freq`` and
+    ``_label`` in their constructors."""
+
+    _stamper: BlockStamper
+    _center_freq: float
+    _label: str
+
+    @property
+    def sample_rate(self) -> float:
+        return self._stamper.sample_rate
+
+    @property
+    def center_freq(self) -> float:
+        return self._center_freq
+
+    @property
+    def stats(self) -> RadioStats:
+        """What was delivered and lost so far."""
+        return self._stamper.stats
+
+    def describe(self) -> str:
+        return f"{self._label} at {self.sample_rate / 1e6:g} MS/s"
 
 
 def list_devices() -> list[str]:

@@ -39,8 +39,14 @@ import numpy as np
 
 from monitor.errors import DeviceError, InputError
 from monitor.iq_formats import from_raw, parse_datatype
-from monitor.sources.base import IQBlock, Source
-from monitor.sources.radio import Backoff, BlockStamper, RadioStats, check_gain, one_line
+from monitor.sources.base import IQBlock
+from monitor.sources.radio import (
+    Backoff,
+    BlockStamper,
+    RadioSource,
+    check_gain,
+    one_line,
+)
 
 __all__ = [
     "TUNERS",
@@ -154,7 +160,7 @@ class _Session:
         self.thread: threading.Thread | None = None
 
 
-class RtlSdrSource(Source):
+class RtlSdrSource(RadioSource):
     """An RTL-SDR dongle, streamed through librtlsdr's asynchronous ring of USB transfers.
 
     Args:
@@ -243,22 +249,6 @@ class RtlSdrSource(Source):
         self._gap_lost = True
         self._seen_dropped = 0
         self._seen_short = 0
-
-    @property
-    def sample_rate(self) -> float:
-        return self._stamper.sample_rate
-
-    @property
-    def center_freq(self) -> float:
-        return self._center_freq
-
-    @property
-    def stats(self) -> RadioStats:
-        """What was delivered and lost so far."""
-        return self._stamper.stats
-
-    def describe(self) -> str:
-        return f"{self._label} at {self.sample_rate / 1e6:g} MS/s"
 
     def open(self) -> None:
         """Open and configure the radio and start streaming.

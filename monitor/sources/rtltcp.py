@@ -34,8 +34,14 @@ import numpy as np
 
 from monitor.errors import DeviceError, InputError
 from monitor.iq_formats import from_raw, parse_datatype
-from monitor.sources.base import IQBlock, Source
-from monitor.sources.radio import Backoff, BlockStamper, RadioStats, check_gain, one_line
+from monitor.sources.base import IQBlock
+from monitor.sources.radio import (
+    Backoff,
+    BlockStamper,
+    RadioSource,
+    check_gain,
+    one_line,
+)
 from monitor.sources.rtlsdr import TUNERS, check_rtl_frequency, check_rtl_rate
 
 __all__ = ["HEADER", "MAX_GAIN_COUNT", "RtlTcpSource"]
@@ -63,7 +69,7 @@ class _LinkError(Exception):
     """The connection failed, broke, stalled, or the peer is not an rtl_tcp server."""
 
 
-class RtlTcpSource(Source):
+class RtlTcpSource(RadioSource):
     """An RTL-SDR behind an rtl_tcp server.
 
     Args:
@@ -139,19 +145,6 @@ class RtlTcpSource(Source):
         self._window_start = 0.0
         self._window_bytes = 0
         self._scratch = memoryview(bytearray(min(self._block_bytes, 1 << 16)))
-
-    @property
-    def sample_rate(self) -> float:
-        return self._stamper.sample_rate
-
-    @property
-    def center_freq(self) -> float:
-        return self._center_freq
-
-    @property
-    def stats(self) -> RadioStats:
-        """What was delivered and lost so far."""
-        return self._stamper.stats
 
     @property
     def name(self) -> str:

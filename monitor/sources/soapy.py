@@ -35,8 +35,14 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import DeviceError, InputError
-from monitor.sources.base import IQBlock, Source
-from monitor.sources.radio import Backoff, BlockStamper, RadioStats, check_gain, one_line
+from monitor.sources.base import IQBlock
+from monitor.sources.radio import (
+    Backoff,
+    BlockStamper,
+    RadioSource,
+    check_gain,
+    one_line,
+)
 
 __all__ = ["SoapySource", "list_soapy", "load_soapysdr"]
 
@@ -139,7 +145,7 @@ def list_soapy(soapy: Any = None) -> list[tuple[str, str]]:
     return found
 
 
-class SoapySource(Source):
+class SoapySource(RadioSource):
     """A radio through SoapySDR, read as a CF32 stream.
 
     Args:
@@ -217,22 +223,6 @@ class SoapySource(Source):
         self._overflowed = False
         self._last_wall = 0.0
         self._last_mono = 0.0
-
-    @property
-    def sample_rate(self) -> float:
-        return self._stamper.sample_rate
-
-    @property
-    def center_freq(self) -> float:
-        return self._center_freq
-
-    @property
-    def stats(self) -> RadioStats:
-        """What was delivered and lost so far."""
-        return self._stamper.stats
-
-    def describe(self) -> str:
-        return f"{self._label} at {self.sample_rate / 1e6:g} MS/s"
 
     def open(self) -> None:
         """Load the bindings, open and configure the radio, start its stream.
