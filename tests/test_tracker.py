@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.tracker import StreamClock, Tracker
+from monitor.occupancy.tracker import StreamClock, Tracker, carriers
 
 G = Geometry.for_rate(19.2e6)  # 75 kHz pixels, 156.25 us rows
 FC = 2.6e9
@@ -79,3 +79,32 @@ def test_restart_closes_what_was_open() -> None:
     t.update(0, _probs(64, [(1, 30, 60)]), np.zeros((64, G.width), dtype=np.float32))
     closed = t.start(StreamClock(10**6, G.samples_per_row, G.sample_rate, 0.0, 10**6), FC + 1e6)
     assert len(closed) == 1 and t.open_count == 0
+
+
+def test_a_carrier_painted_in_patches_of_both_classes_is_one_carrier_of_the_majority() -> None:
+    rng = np.random.default_rng(0)
+    probs = _probs(64, [(1, 60, 160)])
+    patches = rng.random((64, 100)) < 0.3  # 30 % of the carrier's pixels called NR
+    probs[:, 60:160][patches] = (0.1, 0.0, 0.9)
+    probs[:, 150:160] = (0.1, 0.0, 0.9)  # and a sliver at its edge wholly NR
+    assert carriers(probs.argmax(axis=-1)) == [(1, 60, 160)]
+    t = _tracker()
+    t.update(0, probs, np.zeros((64, G.width), dtype=np.float32))
+    (e,) = t.close_all()
+    assert e.label == "LTE" and e.bandwidth_hz == pytest.approx(100 * G.pixel_hz)
+
+
+def test_an_lte_and_an_nr_carrier_touching_stay_two() -> None:
+    classes = _probs(16, [(1, 40, 80), (2, 80, 200)]).argmax(axis=-1)
+    assert carriers(classes) == [(1, 40, 80), (2, 80, 200)]
+
+
+def test_an_emission_takes_the_class_of_most_of_its_probability_over_its_life() -> None:
+    t = _tracker()
+    power = np.zeros((64, G.width), dtype=np.float32)
+    t.update(0, _probs(64, [(2, 50, 90)]), power)
+    t.update(64, _probs(64, [(1, 50, 90)]), power)
+    t.update(128, _probs(64, [(2, 50, 90)]), power)
+    (e,) = t.close_all()
+    assert e.label == "NR" and e.sample_count == 192 * G.samples_per_row
+    assert e.confidence == pytest.approx(0.6)  # 0.9 on two chunks of three

@@ -204,6 +204,26 @@ def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(
         train(other, tmp_path / "parts", progress=False)
 
 
+def test_init_starts_from_a_checkpoint_with_the_same_tensors(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    start = _untrained(tmp_path, "start", time_pool=2)
+    config = TrainConfig.from_dict({**_config(data, 1).to_dict(), "init": str(start)})
+    assert config.init == str(start)
+    # one step at a learning rate of almost zero: the weights are the init's, not the seed's
+    # (BatchNorm's running statistics move with the batch, so they are left out)
+    run = train(TrainConfig.from_dict({**config.to_dict(), "optim": {
+        **config.to_dict()["optim"], "lr": 1e-12}}), tmp_path / "run", progress=False)
+    trained = safetensors.torch.load_file(run.best_path)
+    initial = safetensors.torch.load_file(start)
+    learned = [k for k in initial if "running_" not in k and "num_batches" not in k]
+    assert all(torch.allclose(trained[k], initial[k], atol=1e-6) for k in learned)
+    bad = _untrained(tmp_path, "unet", model="unet_s")
+    with pytest.raises(InputError, match="do not fit"):
+        train(TrainConfig.from_dict({**config.to_dict(), "init": str(bad)}), tmp_path / "bad",
+              progress=False)
+
+
 def test_checkpoint_round_trip_and_its_errors(tmp_path: Path) -> None:
     path = _untrained(tmp_path, "w8")
     model, card = load_checkpoint(path)

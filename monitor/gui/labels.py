@@ -1,7 +1,7 @@
 """The carriers of a segmented frame as the waterfall labels them: class, bandwidth, centre.
 
-The spans are found exactly as the tracker finds a chunk's carriers
-(:func:`monitor.occupancy.tracker.occupied_spans`), so a label and the log agree on the edges.
+The carriers are found exactly as the tracker finds a chunk's carriers
+(:func:`monitor.occupancy.tracker.carriers`), so a label and the log agree on class and edges.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.gui.ring import View
-from monitor.occupancy.tracker import LABELS, occupied_spans
+from monitor.occupancy.tracker import LABELS, carriers
 
 __all__ = ["CarrierLabel", "carrier_labels"]
 
@@ -57,9 +57,6 @@ def carrier_labels(classes: np.ndarray, view: View) -> list[CarrierLabel]:
         classes: uint8 (rows, width), the winning class per pixel (0 noise, 1 LTE, 2 NR).
         view: the frequencies of the map's columns.
     """
-    out = []
-    for cls in LABELS:
-        for low, high in occupied_spans(classes == cls):
-            out.append(CarrierLabel(cls, view.low_edge_hz + low * view.pixel_hz,
-                                    view.low_edge_hz + high * view.pixel_hz))
-    return sorted(out, key=lambda c: c.low_hz)
+    return [CarrierLabel(cls, view.low_edge_hz + low * view.pixel_hz,
+                         view.low_edge_hz + high * view.pixel_hz)
+            for cls, low, high in carriers(classes)]

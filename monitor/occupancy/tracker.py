@@ -4,12 +4,22 @@ The tracker is a pure stage: it is fed chunks of consecutive spectrogram rows wi
 probabilities and powers, and returns the emissions that closed. A chunk is the rows segmented
 since the last one (a hop, or more where frames were skipped).
 
-In a chunk, a class occupies a column when it wins the pixel in at least ``MIN_COLUMN_SHARE`` of
-the rows where it wins anything; its carriers are the runs of occupied columns (gaps of one
-pixel bridged, runs shorter than ``MIN_PIXELS`` dropped). A carrier is on in the rows where its
-class wins at least half of its columns. Carriers join the open emission of the same class whose
-frequency span overlaps theirs most (intersection over union at least ``MIN_OVERLAP``); the rest
-open new emissions. An emission's power is the power within its band (pixel powers summed
+A chunk's carriers are found on the signal first and classed second (:func:`carriers`): a column
+is occupied when LTE or NR wins the pixel in at least ``MIN_COLUMN_SHARE`` of the rows where
+either wins anything; the runs of occupied columns (gaps of one pixel bridged, runs shorter than
+``MIN_PIXELS`` dropped) are the signal spans. Each column of a span takes the class that wins
+more of its pixels, and a span splits where the column class changes, into runs at least
+``MIN_SPLIT_SHARE`` of the span and ``MIN_SPLIT_PIXELS`` wide (narrower runs join the
+neighbour they are voted closest to). So a carrier the network paints in patches of both classes
+is one carrier of its majority class, and an LTE and an NR carrier side by side stay two. A
+carrier is on in the rows where LTE or NR wins at least half of its columns.
+
+Carriers join the open emission whose frequency span overlaps theirs most (intersection over
+union at least ``MIN_OVERLAP``), whatever class they were given in this chunk; the rest open new
+emissions. An emission's class is decided when it closes, by the LTE and NR probability summed
+over all its pixels, and its confidence is the mean probability of that class: one carrier gives
+one emission even where the network wavers between the classes from frame to frame. An
+emission's power is the power within its band (pixel powers summed
 across, averaged over its rows), in dBFS. An emission closes once it has not been seen for
 ``close_after`` seconds, at a break in the stream (lost samples, a retune), and at the end of
 the run.
@@ -24,12 +34,14 @@ import numpy as np
 from monitor.dsp.geometry import Geometry
 from monitor.occupancy.emission import Emission
 
-__all__ = ["LABELS", "StreamClock", "Tracker", "occupied_spans"]
+__all__ = ["LABELS", "StreamClock", "Tracker", "carriers", "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
 MIN_COLUMN_SHARE = 0.3
 MIN_PIXELS = 2
 MIN_OVERLAP = 0.3
+MIN_SPLIT_SHARE = 0.15
+MIN_SPLIT_PIXELS = 4
 
 
 @dataclass(frozen=True)
@@ -55,13 +67,12 @@ class StreamClock:
 
 @dataclass
 class _Open:
-    label: str
     first_row: int
     last_row: int
     low_px: float
     high_px: float
     rows_seen: int = 0
-    confidence_sum: float = 0.0
+    class_sums: dict[int, float] = field(default_factory=lambda: dict.fromkeys(LABELS, 0.0))
     power_sum: float = 0.0
     pixels: int = 0
     edge_weight: float = 0.0
@@ -101,32 +112,32 @@ class Tracker:
         """
         rows = probs.shape[0]
         winner = probs.argmax(axis=-1)
+        signal = winner != 0
         seen: set[int] = set()
-        for cls, label in LABELS.items():
-            wins = winner == cls
-            for low, high in occupied_spans(wins):
-                on = wins[:, low:high].mean(axis=1) >= 0.5
-                if not on.any():
-                    continue
-                active = np.flatnonzero(on)
-                block = np.s_[active[0] : active[-1] + 1, low:high]
-                target = self._match(label, low, high, seen)
-                if target is None:
-                    target = _Open(label, first_row + int(active[0]),
-                                   first_row + int(active[-1]), low, high)
-                    self._open.append(target)
-                seen.add(id(target))
-                target.last_row = first_row + int(active[-1])
-                n_rows = int(active[-1] - active[0]) + 1
-                target.rows_seen += n_rows
-                target.confidence_sum += float(probs[block][..., cls].sum())
-                target.power_sum += float((10 ** (power_db[block] / 10)).sum())
-                target.pixels += n_rows * (high - low)
-                target.edges_sum[0] += n_rows * low
-                target.edges_sum[1] += n_rows * high
-                target.edge_weight += n_rows
-                target.low_px = target.edges_sum[0] / target.edge_weight
-                target.high_px = target.edges_sum[1] / target.edge_weight
+        for _, low, high in carriers(winner):
+            on = signal[:, low:high].mean(axis=1) >= 0.5
+            if not on.any():
+                continue
+            active = np.flatnonzero(on)
+            block = np.s_[active[0] : active[-1] + 1, low:high]
+            target = self._match(low, high, seen)
+            if target is None:
+                target = _Open(first_row + int(active[0]),
+                               first_row + int(active[-1]), low, high)
+                self._open.append(target)
+            seen.add(id(target))
+            target.last_row = first_row + int(active[-1])
+            n_rows = int(active[-1] - active[0]) + 1
+            target.rows_seen += n_rows
+            for cls in LABELS:
+                target.class_sums[cls] += float(probs[block][..., cls].sum())
+            target.power_sum += float((10 ** (power_db[block] / 10)).sum())
+            target.pixels += n_rows * (high - low)
+            target.edges_sum[0] += n_rows * low
+            target.edges_sum[1] += n_rows * high
+            target.edge_weight += n_rows
+            target.low_px = target.edges_sum[0] / target.edge_weight
+            target.high_px = target.edges_sum[1] / target.edge_weight
         now = first_row + rows
         stale = [e for e in self._open
                  if id(e) not in seen and now - e.last_row > self.close_after_rows]
@@ -140,10 +151,10 @@ class Tracker:
     def open_count(self) -> int:
         return len(self._open)
 
-    def _match(self, label: str, low: int, high: int, taken: set[int]) -> _Open | None:
+    def _match(self, low: int, high: int, taken: set[int]) -> _Open | None:
         best, best_iou = None, MIN_OVERLAP
         for e in self._open:
-            if e.label != label or id(e) in taken:
+            if id(e) in taken:
                 continue
             inter = min(high, e.high_px) - max(low, e.low_px)
             union = max(high, e.high_px) - min(low, e.low_px)
@@ -165,6 +176,7 @@ class Tracker:
             centre_px = g.width // 2
             low = self.center_freq + (e.low_px - centre_px - 0.5) * g.pixel_hz
             high = self.center_freq + (e.high_px - centre_px - 0.5) * g.pixel_hz
+            cls = max(e.class_sums, key=e.class_sums.__getitem__)
             out.append(Emission(
                 start_time=clock.sample_time(start),
                 end_time=clock.sample_time(stop - 1),
@@ -172,11 +184,54 @@ class Tracker:
                 sample_count=stop - start,
                 freq_low_hz=low,
                 freq_high_hz=high,
-                label=e.label,
-                confidence=e.confidence_sum / max(e.pixels, 1),
+                label=LABELS[cls],
+                confidence=e.class_sums[cls] / max(e.pixels, 1),
                 power_db=float(10 * np.log10(e.power_sum / max(e.rows_seen, 1) + 1e-30)),
             ))
         return sorted(out, key=lambda em: em.start_sample)
+
+
+def carriers(classes: np.ndarray) -> list[tuple[int, int, int]]:
+    """The carriers in a chunk of rows, as (class, low, high) with [low, high) columns.
+
+    Args:
+        classes: integer (rows, width): the winning class of every pixel (0 noise, 1 LTE,
+            2 NR).
+
+    Signal spans first, classes second; see the module docstring.
+    """
+    out = []
+    for low, high in occupied_spans(classes != 0):
+        block = classes[:, low:high]
+        votes = np.stack([(block == cls).sum(axis=0) for cls in LABELS])  # (2, columns)
+        column_class = np.asarray(list(LABELS))[votes.argmax(axis=0)]
+        for cls, start, stop in _class_runs(column_class, votes):
+            out.append((cls, low + start, low + stop))
+    return sorted(out, key=lambda c: c[1])
+
+
+def _class_runs(column_class: np.ndarray, votes: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split a span into runs of one column class, merging the narrow runs into a neighbour.
+
+    The narrowest run under the minimum width joins the neighbour whose class it gave more
+    votes to, and the runs are counted again, until every run is wide enough (or one is left).
+    """
+    width = column_class.size
+    min_width = max(MIN_SPLIT_PIXELS, MIN_SPLIT_SHARE * width)
+    classes = list(LABELS)
+    while True:
+        edges = np.flatnonzero(np.diff(column_class)) + 1
+        starts = np.concatenate(([0], edges))
+        stops = np.concatenate((edges, [width]))
+        runs = [(int(column_class[a]), int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
+        narrow = [i for i, (_, a, b) in enumerate(runs) if b - a < min_width]
+        if len(runs) == 1 or not narrow:
+            return runs
+        i = min(narrow, key=lambda k: runs[k][2] - runs[k][1])
+        _, a, b = runs[i]
+        neighbours = [runs[k][0] for k in (i - 1, i + 1) if 0 <= k < len(runs)]
+        tally = votes[:, a:b].sum(axis=1)
+        column_class[a:b] = max(neighbours, key=lambda c: tally[classes.index(c)])
 
 
 def occupied_spans(wins: np.ndarray) -> list[tuple[int, int]]:

@@ -19,6 +19,8 @@ Configuration (TOML; relative paths are relative to the working directory)::
 
     model = "prmnet_w8"          # a name of engines.prmnet.MODEL_CONFIGS
     seed = 1
+    init = ""                    # optional: start from these weights (a checkpoint whose
+                                 # network has the same tensors, e.g. another time_pool)
     [overrides]                  # optional constructor arguments, e.g. base_width = 12
     [data]
     train = ["data/train"]       # prmnet synth dataset folders (or the authors' PNG layout)
@@ -72,7 +74,13 @@ from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabiliti
 from engines.selection import resolve_device
 from monitor.errors import InputError
 from monitor.train.augment import AugmentConfig
-from monitor.train.cards import geometry_fields, json_safe, make_card, save_checkpoint
+from monitor.train.cards import (
+    geometry_fields,
+    json_safe,
+    load_checkpoint,
+    make_card,
+    save_checkpoint,
+)
 from monitor.train.data import (
     AugmentedFrames,
     FrameSet,
@@ -198,6 +206,7 @@ class TrainConfig:
     model: str
     data: DataConfig
     seed: int = 0
+    init: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -333,7 +342,10 @@ def train(
     train_idx, val_frames, val_idx = _split(config.data, frames)
     total = config.optim.total_steps(len(train_idx))
     torch.manual_seed(config.seed)
-    model = create_model(config.model, **config.overrides).to(device)
+    model = create_model(config.model, **config.overrides)
+    if config.init:
+        _initialise(model, config.init)
+    model = model.to(device=device, memory_format=torch.channels_last)
     if model.in_chans != frames.in_chans:
         raise InputError(
             f"{config.model} takes {model.in_chans} input channels, the data gives "
@@ -410,6 +422,20 @@ def train(
     best = run / f"{BEST}.safetensors"
     return TrainResult(run, state.step, total, state.best_miou,
                        best if best.is_file() else None, losses)
+
+
+def _initialise(model: nn.Module, path: str) -> None:
+    """Start from the weights of another checkpoint with the same tensors.
+
+    Raises:
+        InputError: for weights that cannot be read or do not fit the model.
+    """
+    source, _ = load_checkpoint(path)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"init weights {path} do not fit {type(model).__name__}: "
+                         f"{str(exc).splitlines()[0]}") from None
 
 
 def segment(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
