@@ -8,6 +8,12 @@ then it is skipped and counted, and the next segmented frame covers the skipped 
 frame's worth), so skipping costs time resolution before it costs coverage. The rows segmented
 since the last frame go to the tracker, which returns the emissions that closed.
 
+On CUDA the samples reach the device through pinned host buffers
+(:class:`~monitor.dsp.staging.HostToDevice`) and all the processor's device work (copy,
+spectrogram, frame, network) is queued on one stream of its own, which the engines order
+themselves after; only what the tracker reads, the new rows' probabilities and powers, comes
+back to the host.
+
 A break in the stream (lost samples, seen as a jump in sample indices whatever lost them; a
 retune) ends the current stretch: open emissions close,
 partial rows and the frame history are dropped, and rows start again from the next block.
@@ -16,6 +22,8 @@ partial rows and the frame history are dropped, and rows start again from the ne
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +33,7 @@ from engines.backends.base import Runner
 from monitor.dsp.frames import RollingFrames, pad_rows
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
+from monitor.dsp.staging import HostToDevice
 from monitor.occupancy.emission import Emission
 from monitor.occupancy.tracker import StreamClock, Tracker
 from monitor.sources.base import IQBlock
@@ -84,6 +93,8 @@ class Processor:
         self.geometry = geometry
         self.hop = hop
         device = runner.device
+        self._to_device = HostToDevice(device)
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._spectrogram = StreamingSpectrogram(Spectrogram(geometry, device))
         self._frames = RollingFrames(geometry.height, geometry.width, device)
         self.tracker = Tracker(geometry, 0.0, close_after)
@@ -96,16 +107,29 @@ class Processor:
         self._clock: StreamClock | None = None
         self._center_freq = 0.0
 
+    @contextmanager
+    def _on_stream(self) -> Iterator[None]:
+        """The processor's CUDA stream as the current one (nothing on the CPU)."""
+        if self._stream is None:
+            yield
+            return
+        with torch.cuda.stream(self._stream):
+            yield
+
     def feed(self, block: IQBlock, behind: bool = False) -> list[Emission]:
         """Process one block; ``behind``: skip the frames that fall due in it (the caller is
         falling behind)."""
+        with self._on_stream():
+            return self._feed(block, behind)
+
+    def _feed(self, block: IQBlock, behind: bool) -> list[Emission]:
         closed: list[Emission] = []
         gap = 0 if self._next_sample is None else block.first_sample - self._next_sample
         if self._clock is None or gap or block.retuned:
             closed += self._start_stretch(block, gap)
         self._next_sample = block.end_sample
         self.counts.samples += len(block.samples)
-        rows = self._spectrogram.push(torch.from_numpy(block.samples))
+        rows = self._spectrogram.push(self._to_device(block.samples))
         self.counts.rows += rows.shape[0]
         done = 0
         while done < rows.shape[0]:
@@ -127,7 +151,8 @@ class Processor:
         closed: list[Emission] = []
         if self._stretch_rows > self._tracked_rows:
             self.counts.frames += 1
-            closed += self._segment()
+            with self._on_stream():
+                closed += self._segment()
         return closed + self.tracker.close_all()
 
     def _start_stretch(self, block: IQBlock, gap: int) -> list[Emission]:
@@ -153,6 +178,9 @@ class Processor:
         held = frame.shape[0]
         x = pad_rows(network_input(frame))[None]
         probs = self.runner.infer(x)[0, :, :held]  # (classes, rows, width), on the device
+        # queued before the copies to the host below, which wait for it: a reader of the
+        # published frame on another thread or stream finds it done
+        classes = probs.argmax(dim=0).to(torch.uint8)
         new = min(self._stretch_rows - self._tracked_rows, held)
         first_row = self._stretch_rows - new
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
@@ -162,7 +190,7 @@ class Processor:
         self.counts.segment_seconds.append(time.perf_counter() - started)
         self.latest = FrameResult(
             rows_db=frame,
-            classes=probs.argmax(dim=0).to(torch.uint8),
+            classes=classes,
             center_freq=self._center_freq,
             sample_rate=self.geometry.sample_rate,
             end_sample=self._clock.row_sample(self._stretch_rows) if self._clock else 0,

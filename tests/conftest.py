@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 
 torch.set_num_threads(2)
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak-minutes", type=float, default=0.0,
+                     help="run the rtl_tcp soak test for this many minutes (default: skip it)")
+    parser.addoption("--soak-report", default=None,
+                     help="write the soak test's figures to this JSON file")
+
+
 DEFAULT_CAPTURES = Path(__file__).parents[2] / "shared" / "captures"
 CAPTURES = Path(os.environ.get("PRMNET_CAPTURES", DEFAULT_CAPTURES))
 

@@ -110,7 +110,7 @@ def test_unet_matching_flops_finds_unet_s() -> None:
 
 
 @pytest.mark.parametrize(("name", "message"), [("prmnet_w8", "multiple of 8"),
-                                               ("prmnet_cpu", "multiple of 16"),
+                                               ("prmnet_cpu", "multiple of 32"),
                                                ("unet_s", "must be multiples of")])
 def test_input_size_not_a_multiple_raises_clear_error(name: str, message: str) -> None:
     model = create_model(name)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 __all__ = ["ROW_MULTIPLE", "RollingFrames", "pad_rows"]
 
-#: Rows a network input is padded to a multiple of: 8 for PRMNet's 1/8 stream, times 2 for the
-#: models that pool rows in pairs.
-ROW_MULTIPLE = 16
+#: Rows a network input is padded to a multiple of: 8 for PRMNet's 1/8 stream, times 4 for the
+#: models that pool rows in fours (``prmnet_cpu``).
+ROW_MULTIPLE = 32
 
 
 class RollingFrames:

@@ -10,7 +10,7 @@ own where the false-alarm share is what counts), and carrier-level precision and
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
 ``truth.json`` (see ``../shared/captures``): each recording is cut into frames with the model's
 geometry at its own sample rate (a recording shorter than a frame gives one frame of the rows it
-has, padded by reflection to a multiple of 16 rows, and only its real rows count), and the share
+has, padded by reflection to a multiple of 32 rows, and only its real rows count), and the share
 of pixels given to each class is checked against the classes present and absent: the dominant
 signal class must be a present one, absent classes must get under 5 % of the signal pixels
 (every present one at least that), at least 1 % of the pixels must be signal; a recording of
