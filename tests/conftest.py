@@ -14,7 +14,7 @@ import torch
 if TYPE_CHECKING:
     from engines.models import LoadedModel
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("PRMNET_TEST_THREADS", "2")))
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak-minutes", type=float, default=0.0,

@@ -119,19 +119,20 @@ def test_input_size_not_a_multiple_raises_clear_error(name: str, message: str) -
 
 
 def test_time_pool_keeps_every_row_and_pixel() -> None:
-    """prmnet_cpu: same weights as prmnet_w8, logits at the input's size, half the FLOPs."""
+    """prmnet_cpu: same weights as prmnet_w8, logits at the input's size, a quarter of the
+    FLOPs."""
     cpu, w8 = create_model("prmnet_cpu"), create_model("prmnet_w8")
-    assert cpu(torch.randn(2, 1, 32, 64)).shape == (2, 3, 32, 64)
+    assert cpu(torch.randn(2, 1, 64, 64)).shape == (2, 3, 64, 64)
     assert param_count(cpu) == param_count(w8)
     ratio = conv_flops(cpu, (1, 1, 256, 256)) / conv_flops(w8, (1, 1, 256, 256))
-    assert ratio == pytest.approx(0.5, abs=0.01)
-    # on rows repeated in pairs it is the unpooled network on the single rows, stretched
+    assert ratio == pytest.approx(0.25, abs=0.01)
+    # on rows repeated in fours it is the unpooled network on the single rows, stretched
     cpu.load_state_dict(w8.state_dict())
     cpu.eval(), w8.eval()
     x = torch.randn(1, 1, 16, 32)
     with torch.no_grad():
-        pooled = cpu(x.repeat_interleave(2, dim=-2))
-        expected = F.interpolate(w8(x), size=(32, 32), mode="bilinear", align_corners=False)
+        pooled = cpu(x.repeat_interleave(4, dim=-2))
+        expected = F.interpolate(w8(x), size=(64, 32), mode="bilinear", align_corners=False)
     assert torch.allclose(pooled, expected, atol=1e-5)
 
 

@@ -52,8 +52,9 @@ def test_rtl_tcp_soak(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     server = RtlTcpServer(data, rate=RATE, loop=True)
     stats, log = tmp_path / "stats.json", tmp_path / "occ.csv"
     seconds = minutes * 60
-    command = [str(Path(sys.executable).with_name("prmnet-monitor")), "--device", f"rtltcp:127.0.0.1:{server.port}",
-               "--fc", str(FC), "--rate", str(RATE), "--headless", "--duration", str(seconds),
+    command = [str(Path(sys.executable).with_name("prmnet-monitor")),
+               "--device", f"rtltcp:127.0.0.1:{server.port}", "--fc", str(FC),
+               "--rate", str(RATE), "--headless", "--duration", str(seconds),
                "--log", str(log), "--stats", str(stats)]
     rss: list[tuple[float, float]] = []
     started = time.monotonic()
