@@ -12,6 +12,7 @@ Closed emissions go to every sink as they close; the GUI reads :attr:`Pipeline.l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -84,7 +85,7 @@ class Pipeline:
         self.block_sinks = list(block_sinks)
         self.error: str | None = None
         self._queue_seconds = queue_seconds
-        self._queue: queue.Queue[_Item | object] = queue.Queue()
+        self._queue = _BlockQueue()
         self._stop = threading.Event()
         self._next_sample: int | None = None
         self.latest: FrameResult | None = None
@@ -117,7 +118,8 @@ class Pipeline:
                     if block is None:
                         break
                 behind = self.source.live and self._queued_samples() > capacity_samples / 2
-                self.stats.count_block(len(block.samples), block.lost_before)
+                self.stats.count_block(len(block.samples), block.lost_before,
+                                       block.discarded_before)
                 self._account_gap(block)
                 for sink in self.block_sinks:
                     sink.write_block(block)
@@ -182,8 +184,7 @@ class Pipeline:
             self._queue.put(_END)
 
     def _queued_samples(self) -> int:
-        with self._queue.mutex:
-            return sum(len(i.block.samples) for i in self._queue.queue if isinstance(i, _Item))
+        return self._queue.samples
 
     def _drop_oldest(self) -> None:
         try:
@@ -193,7 +194,7 @@ class Pipeline:
         if isinstance(item, _Item):
             self.stats.count_dropped(len(item.block.samples))
             if item.block.lost_before:  # what the source lost before it still counts
-                self.stats.count_block(0, item.block.lost_before)
+                self.stats.count_block(0, item.block.lost_before, item.block.discarded_before)
 
     def _account_gap(self, block: IQBlock) -> None:
         if self._next_sample is not None and block.first_sample > self._next_sample:
@@ -208,6 +209,25 @@ class Pipeline:
                 sink.write(emission)
 
 
+class _BlockQueue(queue.Queue):
+    """A FIFO of blocks that keeps a running count of the samples it holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = 0
+
+    def _put(self, item: _Item | object) -> None:  # called with the queue's lock held
+        super()._put(item)
+        if isinstance(item, _Item):
+            self.samples += len(item.block.samples)
+
+    def _get(self) -> _Item | object:  # called with the queue's lock held
+        item = super()._get()
+        if isinstance(item, _Item):
+            self.samples -= len(item.block.samples)
+        return item
+
+
 def _clip(block: IQBlock, stop_sample: int) -> IQBlock | None:
     """The part of ``block`` before ``stop_sample``; None if nothing is left."""
     if block.first_sample >= stop_sample:
@@ -215,6 +235,4 @@ def _clip(block: IQBlock, stop_sample: int) -> IQBlock | None:
     if block.end_sample <= stop_sample:
         return block
     keep = stop_sample - block.first_sample
-    return IQBlock(np.ascontiguousarray(block.samples[:keep]), block.first_sample,
-                   block.center_freq, block.sample_rate, block.time, block.lost_before,
-                   block.retuned)
+    return dataclasses.replace(block, samples=np.ascontiguousarray(block.samples[:keep]))

@@ -149,3 +149,21 @@ def test_prmnet_calib_command(tmp_path: Path, calib_data: tuple[Path, Path],
     assert "accepted" in capsys.readouterr().out
     installed = cache_home / "quantized" / f"{weights_sha256(calib_model.module)}.int8.onnx"
     assert installed.read_bytes() == (tmp_path / "yes.onnx").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_shipped_cpu_model_quantized_to_int8_keeps_its_accuracy(tmp_path: Path) -> None:
+    """The acceptance of issue-level weight: the shipped model's INT8 graph, calibrated and
+    measured as `prmnet calib` does with the shipped recipe (fewer frames: 64 to calibrate, 64
+    to test), loses at most the recipe's 1 point of mean IoU against float32."""
+    from engines.models import load_model
+
+    shipped = load_model("prmnet_cpu", None)
+    recipe = dataclasses.replace(load_recipe(), count=64, test_count=64)
+    inputs = read_calibration_set(write_calibration_set(recipe, shipped.card, tmp_path / "set"))
+    test = open_frames([make_test_set(recipe, tmp_path / "test", workers=2)])
+    result = calibrate(shipped.module, shipped.card, inputs, recipe, test,
+                       tmp_path / "prmnet_cpu.int8.onnx", threads=2)
+    print(result.describe())
+    assert result.fp32_miou > 0.5  # a trained model, not noise
+    assert result.accepted, result.describe()

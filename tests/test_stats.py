@@ -20,6 +20,7 @@ def test_contract_fields_first_and_counts() -> None:
                      compute_device="cpu", model="prmnet-w16")
     stats.count_block(1000)
     stats.count_block(1000, lost_before=500)
+    stats.count_block(0, lost_before=300, discarded_before=200)  # a settle time after a lost link
     stats.count_dropped(1000)
     for segmented in (True, True, False):
         stats.count_frame(segmented)
@@ -28,12 +29,13 @@ def test_contract_fields_first_and_counts() -> None:
     stats.note_queue_depth(1)
     d = stats.to_dict()
     assert tuple(d)[: len(CONTRACT)] == CONTRACT
-    assert (d["samples_in"], d["samples_dropped"]) == (2000, 1500)
-    assert d["gaps"] == {"count": 1, "samples": 500}
+    assert (d["samples_in"], d["samples_dropped"]) == (2000, 1600)
+    assert d["samples_discarded"] == 200  # missing, but on purpose: not dropped
+    assert d["gaps"] == {"count": 2, "samples": 800}
     assert (d["frames"], d["frames_segmented"], d["frames_skipped"]) == (3, 2, 1)
     assert (d["emissions"], d["queue_high_water"]) == (1, 3)
-    # stream time: samples processed, lost by the source and dropped by the queue
-    assert d["stream_seconds"] == pytest.approx(3500 / 1e6)
+    # stream time: samples processed, lost or discarded by the source, dropped by the queue
+    assert d["stream_seconds"] == pytest.approx(3800 / 1e6)
     assert d["latency_ms"] is None
     assert d["realtime_factor"] is None  # the clock never started
 

@@ -3,9 +3,9 @@
 The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_in``,
 ``samples_dropped``, ``frames``, ``frames_segmented``, ``wall_seconds``, ``realtime_factor``,
 ``engine``, ``precision``, ``compute_device``, ``model``; then ``source``, ``sample_rate``,
-``center_freq``, ``stream_seconds``, ``frames_skipped``, ``emissions``, ``gaps`` (``count`` and
-lost ``samples``), ``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of
-``frames`` measured; ``null`` when none was) and ``monitor_version``.
+``center_freq``, ``stream_seconds``, ``samples_discarded``, ``frames_skipped``, ``emissions``,
+``gaps`` (``count`` and missing ``samples``), ``queue_high_water``, ``latency_ms`` (``p50``,
+``p95`` and the number of ``frames`` measured; ``null`` when none was) and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -48,11 +48,13 @@ class RunStats:
         compute_device: ``cpu``, ``cuda:0``, ...
         model: the checkpoint's name.
         samples_in: samples that reached the spectrogram (counted by :meth:`count_block`);
-            with ``samples_dropped`` they make the stream's length.
-        samples_dropped: samples that never reached the spectrogram: dropped by the monitor's
-            queue (:meth:`count_dropped`) or lost by the source before a block (gaps).
-        gaps: blocks that came after a loss reported by the source.
-        gap_samples: samples the source lost, in all.
+            with ``samples_dropped`` and ``samples_discarded`` they make the stream's length.
+        samples_dropped: samples lost before the spectrogram: dropped by the monitor's queue
+            (:meth:`count_dropped`) or lost by the source before a block.
+        samples_discarded: samples the source threw away on purpose (the settle time after a
+            retune or a reconnect): missing from the stream, but not lost.
+        gaps: blocks that came after samples missing at the source (lost or discarded).
+        gap_samples: samples missing at the source, in all.
         frames: spectrogram frames formed.
         frames_segmented: frames the engine segmented (the rest were skipped to keep up).
         emissions: emissions closed and logged.
@@ -70,6 +72,7 @@ class RunStats:
     model: str = ""
     samples_in: int = 0
     samples_dropped: int = 0
+    samples_discarded: int = 0
     gaps: int = 0
     gap_samples: int = 0
     frames: int = 0
@@ -96,14 +99,16 @@ class RunStats:
             self._update_wall()
             self._stopped = True
 
-    def count_block(self, samples: int, lost_before: int = 0) -> None:
-        """A block of ``samples`` from the source, after ``lost_before`` samples it lost."""
+    def count_block(self, samples: int, lost_before: int = 0, discarded_before: int = 0) -> None:
+        """A block of ``samples`` from the source, after ``lost_before`` missing samples, of
+        which the source discarded ``discarded_before`` on purpose and lost the rest."""
         with self._lock:
             self.samples_in += samples
             if lost_before > 0:
                 self.gaps += 1
                 self.gap_samples += lost_before
-                self.samples_dropped += lost_before
+                self.samples_dropped += lost_before - discarded_before
+                self.samples_discarded += discarded_before
 
     def count_dropped(self, samples: int) -> None:
         """A block of ``samples`` the monitor's queue dropped because processing fell behind."""
@@ -134,7 +139,8 @@ class RunStats:
         """A snapshot: the contract's fields first, then the rest (see the module docstring)."""
         with self._lock:
             self._update_wall()
-            stream_seconds = ((self.samples_in + self.samples_dropped) / self.sample_rate
+            stream_samples = self.samples_in + self.samples_dropped + self.samples_discarded
+            stream_seconds = (stream_samples / self.sample_rate
                               if self.sample_rate > 0 else 0.0)
             measured = sum(self._latency_counts)
             latency = None if not measured else {
@@ -158,6 +164,7 @@ class RunStats:
                 "sample_rate": self.sample_rate,
                 "center_freq": self.center_freq,
                 "stream_seconds": round(stream_seconds, 6),
+                "samples_discarded": self.samples_discarded,
                 "frames_skipped": self.frames - self.frames_segmented,
                 "emissions": self.emissions,
                 "gaps": {"count": self.gaps, "samples": self.gap_samples},

@@ -37,8 +37,10 @@ class IQBlock:
         center_freq: RF centre frequency in force, Hz.
         sample_rate: samples per second in force.
         time: wall-clock time of ``samples[0]``, POSIX seconds (UTC).
-        lost_before: samples lost just before this block (overflow, dropped transfer,
-            reconnect); 0 normally.
+        lost_before: samples missing just before this block (overflow, dropped transfer,
+            reconnect, settle time); 0 normally.
+        discarded_before: how many of ``lost_before`` the source threw away on purpose (the
+            settle time after a retune or a reconnect): a gap in the stream, but not a loss.
         retuned: the first block after a change of frequency or rate: whatever came before
             belongs to another view.
     """
@@ -49,6 +51,7 @@ class IQBlock:
     sample_rate: float
     time: float
     lost_before: int = 0
+    discarded_before: int = 0
     retuned: bool = False
 
     @property

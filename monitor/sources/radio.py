@@ -10,9 +10,9 @@ those indices, and every sample that never reached the monitor in ``lost_before`
 - *discarded*: the source threw them away on purpose, the settle time after a retune or a
   reconnect, when the samples still belong to the old frequency or an unsettled tuner.
 
-Both advance the sample index (``lost_before`` holds their sum), so time stays exact; the stats
-say which was which. Samples before the first block (the settle time after the first connection)
-are neither: the stream begins with the first block.
+Both advance the sample index (``lost_before`` holds their sum, ``discarded_before`` the second),
+so time stays exact; the stats say which was which. Samples before the first block (the settle
+time after the first connection) are neither: the stream begins with the first block.
 
 DC spike: most SDRs leak their local oscillator into the band centre, a constant offset that
 shows as a line at 0 Hz. :class:`DcBlocker` subtracts a running estimate of it, a one-pole IIR
@@ -287,6 +287,7 @@ class BlockStamper:
         self._dc = DcBlocker(sample_rate) if dc_block else None
         self._next = 0
         self._pending = 0
+        self._pending_discarded = 0
         self._anchor: float | None = None
         self._retuned = False
 
@@ -312,6 +313,7 @@ class BlockStamper:
         if count > 0 and self.started:
             self.stats.samples_discarded += count
             self._pending += count
+            self._pending_discarded += count
             self._next += count
 
     def retune(self, center_freq: float) -> None:
@@ -339,11 +341,12 @@ class BlockStamper:
             sample_rate=self.sample_rate,
             time=self._anchor + self._next / self.sample_rate,
             lost_before=self._pending,
+            discarded_before=self._pending_discarded,
             retuned=self._retuned,
         )
         self.stats.samples_received += len(samples)
         self._next += len(samples)
-        self._pending = 0
+        self._pending = self._pending_discarded = 0
         self._retuned = False
         return block
 
