@@ -62,14 +62,15 @@ class FrameResult:
 
     Attributes:
         rows_db: (rows, width) dBFS, on the compute device.
-        classes: (rows, width) uint8 winning class per pixel, on the compute device.
+        classes: (rows, width) uint8 winning class per pixel, on the compute device; None for a
+            frame skipped to keep up (published for display only).
         center_freq: RF centre of the view.
         sample_rate: samples per second.
         end_sample: absolute index of the sample after the frame's last row.
     """
 
     rows_db: torch.Tensor
-    classes: torch.Tensor
+    classes: torch.Tensor | None
     center_freq: float
     sample_rate: float
     end_sample: int
@@ -142,6 +143,7 @@ class Processor:
                 self.counts.frames += 1
                 if behind:
                     self.counts.frames_skipped += 1
+                    self.latest = self._result(self._frames.frame(), None)
                 else:
                     closed += self._segment()
         return closed
@@ -171,6 +173,16 @@ class Processor:
                                   block.sample_rate, block.time, block.first_sample)
         return closed + self.tracker.start(self._clock, block.center_freq)
 
+    def _result(self, frame: torch.Tensor, classes: torch.Tensor | None) -> FrameResult:
+        """The frame ending at the newest row, for display."""
+        return FrameResult(
+            rows_db=frame,
+            classes=classes,
+            center_freq=self._center_freq,
+            sample_rate=self.geometry.sample_rate,
+            end_sample=self._clock.row_sample(self._stretch_rows) if self._clock else 0,
+        )
+
     def _segment(self) -> list[Emission]:
         """Segment the newest frame; hand the rows not yet tracked to the tracker."""
         started = time.perf_counter()
@@ -188,11 +200,5 @@ class Processor:
         self._tracked_rows = self._stretch_rows
         self.counts.frames_segmented += 1
         self.counts.segment_seconds.append(time.perf_counter() - started)
-        self.latest = FrameResult(
-            rows_db=frame,
-            classes=classes,
-            center_freq=self._center_freq,
-            sample_rate=self.geometry.sample_rate,
-            end_sample=self._clock.row_sample(self._stretch_rows) if self._clock else 0,
-        )
+        self.latest = self._result(frame, classes)
         return self.tracker.update(first_row, chunk, power.astype(np.float32))

@@ -112,3 +112,14 @@ def test_rows_no_frame_showed_become_blank_lines() -> None:
     assert ring.line_end_sample == 1024 * SPR
     low, high = ring.recent_percentiles(0, 100)
     assert np.isfinite([low, high]).all()
+
+
+def test_a_skipped_frame_shows_its_rows_without_segmentation() -> None:
+    ring = WaterfallRing(lines=64, rows_per_line=32)
+    cls = np.full((256, 4), 2, np.uint8)
+    ring.take(_frame(0, 256, 4, classes=cls), SPR)
+    skipped = _frame(256, 256, 4)
+    ring.take(FrameResult(skipped.rows_db, None, FC, G.sample_rate, skipped.end_sample), SPR)
+    assert ring.filled == 16 and np.isfinite(ring.newest_power(16)).all()
+    classes = ring.visible_classes()[-16:, 0]
+    assert (classes[:8] == 2).all() and (classes[8:] == 0).all()

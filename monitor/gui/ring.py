@@ -4,7 +4,8 @@ The processing thread publishes overlapping frames (:class:`~monitor.processing.
 the display takes from each only the rows it has not taken yet, found from the frame's
 ``end_sample`` and the geometry's ``samples_per_row``. ``rows_per_line`` spectrogram rows make one
 display line: their powers averaged (in dB), the class that wins most of them (noise on a tie).
-Rows that no frame showed (frames skipped to keep up, the display paused, samples lost) become
+Frames the processor skipped to keep up come without classes: their rows show as power only,
+without segmentation. Rows that no frame showed (the display paused, samples lost) become
 blank lines, so the time axis stays true to the sample indices. A change of view (centre
 frequency, sample rate, frame width, row length) or a stream that goes back in time (a new run)
 clears the history.
@@ -140,7 +141,8 @@ class WaterfallRing:
         if new <= 0:
             return 0
         power = frame.rows_db[held - new :].float().cpu().numpy()
-        classes = frame.classes[held - new :].cpu().numpy()
+        classes = (np.zeros(power.shape, dtype=np.uint8) if frame.classes is None
+                   else frame.classes[held - new :].cpu().numpy())
         return self._append(power, classes, frame.end_sample)
 
     def visible_image(self) -> np.ndarray:

@@ -165,7 +165,8 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
             self.overlay.setImage(ring.visible_classes(), autoLevels=False)
             self.overlay.setRect(self._rect)
         self.waterfall.setYRange(top - height, top, padding=0)
-        self._update_labels(frame.classes.cpu().numpy(), ring.view, top)
+        if frame.classes is not None:  # a skipped frame keeps the last segmented frame's labels
+            self._update_labels(frame.classes.cpu().numpy(), ring.view, top)
         self.draws += 1
         return True
 

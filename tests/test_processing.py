@@ -1,0 +1,44 @@
+"""The processor: frames due every hop, skipped and counted when behind, shown all the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engines.backends.torch_runner import TorchRunner
+from engines.prmnet import create_model
+from monitor.dsp.geometry import Geometry
+from monitor.processing import Processor
+from monitor.sources.base import IQBlock
+
+RATE = 1.92e6
+G = Geometry.for_rate(RATE)
+
+
+def _blocks(frames: int) -> list[IQBlock]:
+    """Blocks of one frame each of complex noise."""
+    rng = np.random.default_rng(0)
+    n = G.height * G.samples_per_row
+    out = []
+    for k in range(frames):
+        x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64) * 0.01
+        out.append(IQBlock(x, k * n, 1.8e9, RATE, 1.0e9 + k * n / RATE))
+    return out
+
+
+def test_skipped_frames_are_counted_and_published_without_classes() -> None:
+    torch.manual_seed(0)
+    runner = TorchRunner(create_model("prmnet_w8").eval()).activate()
+    processor = Processor(runner, G, hop=G.height)
+    behind = [False, True, True, False]
+    published = []
+    for block, late in zip(_blocks(4), behind, strict=True):
+        processor.feed(block, behind=late)
+        published.append(processor.latest)
+    counts = processor.counts
+    assert (counts.frames, counts.frames_segmented, counts.frames_skipped) == (4, 2, 2)
+    assert [p.classes is None for p in published] == behind
+    assert all(p.rows_db.shape == (G.height, G.width) for p in published)
+    ends = [p.end_sample for p in published]
+    assert ends == [(k + 1) * G.height * G.samples_per_row for k in range(4)]
+    assert counts.rows == 4 * G.height and counts.samples == 4 * G.height * G.samples_per_row
