@@ -179,10 +179,12 @@ def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxrunti
 
 
 def bench_replay(rate: float, seconds: float, model: Path, hop: int | None = None,
-                 speed: float | None = None) -> list[dict]:
+                 speed: float | None = None, live: bool = False) -> list[dict]:
     """End to end: a generated recording of ``seconds`` at ``rate`` replayed headless through
-    the monitor (``speed`` None: as fast as it goes; 1: paced in real time), with its stats."""
-    from monitor.app import MonitorSettings, run_monitor
+    the monitor (``speed`` None: as fast as it goes; 1: paced in real time), with its stats.
+    ``live``: the replay stands for a radio, which cannot wait: processing that falls behind
+    skips frames and drops the oldest samples, as with a radio (pace it with ``speed`` 1)."""
+    from monitor.app import MonitorSettings, prepare_run
     from monitor.recordings import write_recording
     from monitor.synth.random_scene import draw_scene
     from monitor.synth.scene import render
@@ -191,10 +193,13 @@ def bench_replay(rate: float, seconds: float, model: Path, hop: int | None = Non
     with tempfile.TemporaryDirectory() as tmp:
         scene = render(draw_scene(rng, rate, seconds), rng)
         path = write_recording(Path(tmp) / "bench.sigmf-meta", scene.iq, rate, 1.8e9)
-        stats = run_monitor(MonitorSettings(replay=path, model=str(model), hop=hop,
-                                            speed=speed)).to_dict()
+        settings = MonitorSettings(replay=path, model=str(model), hop=hop, speed=speed)
+        with prepare_run(settings) as run:
+            run.source.live = live
+            run.pipeline.run()
+            stats = run.finish().to_dict()
     return [{
-        "what": "replay",
+        "what": "live replay" if live else "replay",
         "sample_rate": rate,
         "stream_s": stats["stream_seconds"],
         "wall_s": stats["wall_seconds"],

@@ -335,6 +335,10 @@ def _prmnet_parser() -> argparse.ArgumentParser:
     breplay.add_argument("--hop", type=positive_int, default=None, metavar="ROWS")
     breplay.add_argument("--speed", type=positive_float, default=None,
                          help="pace the replay (1: real time); default as fast as it goes")
+    breplay.add_argument("--live", action="store_true",
+                         help="deliver the recording as a radio would: paced in real time, and "
+                         "when processing falls behind, frames skipped and the oldest samples "
+                         "dropped, all counted (implies --speed 1)")
     breplay.set_defaults(func=_bench_replay)
     for target in (bsynth, bmodel, bstft, bengine, breplay):
         if target is not bsynth:
@@ -440,7 +444,8 @@ def _bench_engines(args: argparse.Namespace) -> int:
 def _bench_replay(args: argparse.Namespace) -> int:
     from monitor.bench import bench_replay
 
-    rows = bench_replay(args.rate, args.seconds, args.model, args.hop, args.speed)
+    rows = bench_replay(args.rate, args.seconds, args.model, args.hop,
+                        1.0 if args.live else args.speed, args.live)
     return _report(rows, args.json)
 
 
