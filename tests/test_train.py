@@ -332,3 +332,25 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)
+
+
+def test_tune_bias_folds_the_best_validation_offsets_into_the_classifier(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    from monitor.train.bias import GRID, classifier, tune_run
+    from monitor.train.cards import load_checkpoint, read_card
+
+    train(_config(data, 6), tmp_path / "run", progress=False)
+    trained, _ = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    result = tune_run(tmp_path / "run", "prmnet tune-bias run")
+    assert result.offsets[0] == 0.0 and all(o in GRID for o in result.offsets[1:])
+    # chosen on the validation frames: never worse there than the network as trained
+    assert result.after["miou"] >= result.before["miou"] - 0.005
+    tuned, card = load_checkpoint(result.path)
+    shift = classifier(tuned).bias - classifier(trained).bias
+    assert torch.allclose(shift, torch.tensor(result.offsets), atol=1e-6)
+    assert card.training["class_bias"]["offsets"] == list(result.offsets)
+    assert read_card(result.path).metrics["validation_before_bias"]["miou"] == pytest.approx(
+        result.before["miou"])
+    with pytest.raises(InputError, match="not a training run"):
+        tune_run(tmp_path)

@@ -1,4 +1,5 @@
-"""The ``prmnet train`` and ``prmnet eval`` subcommands (wired in by ``monitor.cli``)."""
+"""The ``prmnet train``, ``prmnet tune-bias`` and ``prmnet eval`` subcommands (wired in by
+``monitor.cli``)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,20 @@ report.md, metrics.json, miou_vs_snr.png and confusion.png.
 """
 
 
+TUNE_EXAMPLES = """\
+examples:
+  # after prmnet train prmnet_cpu --run-dir runs/prmnet_cpu
+  prmnet tune-bias runs/prmnet_cpu
+  prmnet eval runs/prmnet_cpu/tuned.safetensors --data data/test
+The offsets are chosen on the run's own validation frames (never the test set) and folded into
+the bias of the network's last convolution; runs/prmnet_cpu/tuned.json records them with the
+validation figures before and after.
+"""
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``eval`` to a ``prmnet`` subparser set; each sets ``func``."""
+    """Add ``train``, ``tune-bias`` and ``eval`` to a ``prmnet`` subparser set; each sets
+    ``func``."""
     train = subparsers.add_parser(
         "train",
         help="train a segmentation network from a TOML configuration (resumable)",
@@ -67,6 +80,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="stop after this many steps of this call, with a checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+
+    tune = subparsers.add_parser(
+        "tune-bias",
+        help="per-class logit offsets for a trained run, chosen on its validation frames",
+        description="Find the offsets to the LTE and NR logits that give the run's best "
+        "checkpoint its highest mean IoU on the run's validation frames, and write the tuned "
+        "checkpoint as RUN_DIR/tuned.safetensors with its card.",
+        epilog=TUNE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tune.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a prmnet train run folder")
+    tune.add_argument("--device", default="cpu", metavar="DEV",
+                      help="cpu (default), cuda, cuda:N or auto")
+    tune.set_defaults(func=_tune)
 
     ev = subparsers.add_parser(
         "eval",
@@ -98,6 +125,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--record-metrics", action="store_true",
                     help="also write the test and recording figures into each model's card")
     ev.set_defaults(func=_eval)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from monitor.train.bias import tune_run
+    from monitor.train.loop import pick_device
+
+    command = shlex.join(["prmnet", "tune-bias", str(args.run_dir)])
+    result = tune_run(args.run_dir, command, str(pick_device(args.device)))
+    print(f"offsets LTE {result.offsets[1]:+.2f}, NR {result.offsets[2]:+.2f}: validation mean "
+          f"IoU {100 * result.before['miou']:.2f} % -> {100 * result.after['miou']:.2f} %, LTE "
+          f"called NR {100 * result.before['lte_as_nr']:.1f} % -> "
+          f"{100 * result.after['lte_as_nr']:.1f} %, NR called LTE "
+          f"{100 * result.before['nr_as_lte']:.1f} % -> {100 * result.after['nr_as_lte']:.1f} "
+          f"% ({result.path})")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

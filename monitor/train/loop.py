@@ -103,6 +103,7 @@ __all__ = [
     "pick_device",
     "resolve_config",
     "segment",
+    "split_data",
     "train",
     "validate",
 ]
@@ -339,7 +340,7 @@ def train(
     device = pick_device(config.run.device)
     frames = open_frames(config.data.train)
     _require_complete(frames)
-    train_idx, val_frames, val_idx = _split(config.data, frames)
+    train_idx, val_frames, val_idx = split_data(config.data, frames)
     total = config.optim.total_steps(len(train_idx))
     torch.manual_seed(config.seed)
     model = create_model(config.model, **config.overrides)
@@ -555,7 +556,7 @@ def _require_complete(frames: FrameSet) -> None:
             )
 
 
-def _split(data: DataConfig, frames: FrameSet) -> tuple[list[int], FrameSet, list[int]]:
+def split_data(data: DataConfig, frames: FrameSet) -> tuple[list[int], FrameSet, list[int]]:
     """Training positions, validation frame set and validation positions (at most val_frames)."""
     if data.val:
         val_frames = open_frames(data.val)

@@ -1,0 +1,138 @@
+"""``prmnet tune-bias``: per-class logit offsets chosen on a run's validation frames.
+
+A segmentation network can find the signal well and still lean towards one class where it
+hesitates between two: the class weights of the loss, and class shares in training that differ
+from the ones it meets, move its decision boundaries. Adding an offset to each class's logit
+moves the boundaries without touching the features. The offsets (noise's fixed at 0) are chosen
+on the run's validation frames, never the test set, as those with the best macro mean IoU on a
+grid, and then folded into the bias of the network's last convolution: the tuned checkpoint is an
+ordinary one, so the export, the engines and the monitor need nothing new. Its card records the
+offsets and the validation figures before and after.
+
+The search is exact up to a binning of logit differences: each validation pixel's
+``(LTE - noise, NR - noise)`` logit differences go into a 2-D histogram per true class, and the
+pixel counts each offset pair gives every class are sums over half-planes of those histograms.
+The figures written to the card are measured again, exactly, with the tuned network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engines.prmnet import CLASS_NAMES
+from monitor.errors import InputError
+from monitor.train.cards import load_checkpoint, save_checkpoint
+from monitor.train.data import collate, open_frames
+from monitor.train.loop import BEST, TrainConfig, split_data, validate
+from monitor.train.metrics import summarize_confusion
+
+__all__ = ["GRID", "BiasResult", "classifier", "tune_bias", "tune_run"]
+
+GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 2)
+"""Offsets tried for LTE and for NR, each (noise's is 0)."""
+SPAN = 12.0
+BIN = 0.05
+TUNED = "tuned"
+
+
+@dataclass(frozen=True)
+class BiasResult:
+    """What tuning found.
+
+    Attributes:
+        offsets: added to the logits of noise, LTE and NR (noise's is 0).
+        before: validation figures of the network as trained.
+        after: those of the tuned network.
+        path: the tuned checkpoint, where written.
+    """
+
+    offsets: tuple[float, float, float]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    path: Path | None = None
+
+
+def classifier(model: nn.Module) -> nn.Conv2d:
+    """The network's last convolution, whose bias holds the class offsets."""
+    found = [m for name, m in model.named_modules() if name.split(".")[-1] == "classifier"]
+    if len(found) != 1 or not isinstance(found[0], nn.Conv2d) or found[0].bias is None:
+        raise InputError(f"{type(model).__name__} has no single biased classifier convolution")
+    return found[0]
+
+
+def tune_bias(model: nn.Module, frames: Any, indices: list[int], device: torch.device,
+              batch_size: int = 8) -> tuple[tuple[float, float, float], np.ndarray]:
+    """The offsets with the best validation mean IoU, and the estimated confusion they give.
+
+    Args:
+        model: the trained network (left unchanged).
+        frames: the frame set, and ``indices``: the validation frames in it.
+        device: where the network runs.
+    """
+    bins = round(2 * SPAN / BIN)
+    hist = np.zeros((len(CLASS_NAMES), bins, bins), dtype=np.int64)
+    model.eval()
+    with torch.inference_mode():
+        for first in range(0, len(indices), batch_size):
+            inputs, labels, _ = collate([frames[i] for i in indices[first : first + batch_size]])
+            logits = model(inputs.to(device)).float().cpu().numpy()
+            diffs = logits[:, 1:] - logits[:, :1]  # (N, 2, H, W): LTE - noise, NR - noise
+            cells = np.clip(((diffs + SPAN) / BIN).astype(np.int64), 0, bins - 1)
+            truth = labels.numpy().astype(np.int64)
+            flat = (truth * bins + cells[:, 0]) * bins + cells[:, 1]
+            hist += np.bincount(flat.ravel(), minlength=hist.size).reshape(hist.shape)
+    centres = -SPAN + (np.arange(bins) + 0.5) * BIN
+    a, b = np.meshgrid(centres, centres, indexing="ij")
+    best, best_miou, best_cm = (0.0, 0.0, 0.0), -1.0, None
+    for lte in GRID:
+        for nr in GRID:
+            cm = _confusion(hist, a + lte, b + nr)
+            miou = summarize_confusion(cm)["miou"]
+            if miou > best_miou + 1e-9:
+                best, best_miou, best_cm = (0.0, float(lte), float(nr)), miou, cm
+    assert best_cm is not None
+    return best, best_cm
+
+
+def _confusion(hist: np.ndarray, lte: np.ndarray, nr: np.ndarray) -> np.ndarray:
+    """Pixel counts [truth, prediction] when the LTE and NR logits exceed noise's by ``lte``
+    and ``nr`` in each histogram cell (ties go to the lower class, as argmax does)."""
+    predicted = np.where((lte <= 0) & (nr <= 0), 0, np.where(lte >= nr, 1, 2))
+    return np.stack([[h[predicted == c].sum() for c in range(len(CLASS_NAMES))] for h in hist])
+
+
+def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu") -> BiasResult:
+    """Tune the best checkpoint of a training run on that run's validation frames; write
+    ``RUN_DIR/tuned.safetensors`` with its card.
+
+    Raises:
+        InputError: for a folder that is not a finished-enough run.
+    """
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.is_file() or not (run / f"{BEST}.safetensors").is_file():
+        raise InputError(f"{run} is not a training run with a best checkpoint "
+                         f"(config.json and {BEST}.safetensors)")
+    config = TrainConfig.from_dict(json.loads(config_path.read_text()), str(config_path))
+    frames = open_frames(config.data.train)
+    _, val_frames, val_idx = split_data(config.data, frames)
+    dev = torch.device(device)
+    model, card = load_checkpoint(run / f"{BEST}.safetensors", dev)
+    before = validate(model, val_frames, val_idx, dev)
+    offsets, _ = tune_bias(model, val_frames, val_idx, dev)
+    with torch.no_grad():
+        classifier(model).bias += torch.tensor(offsets, dtype=torch.float32, device=dev)
+    after = validate(model, val_frames, val_idx, dev)
+    card.metrics = {**card.metrics, "validation": after, "validation_before_bias": before}
+    card.training = {**card.training, "class_bias": {
+        "offsets": list(offsets), "chosen_on": "validation frames of the run",
+        "command": command}}
+    path = save_checkpoint(model, card, run / f"{TUNED}.safetensors")
+    return BiasResult(offsets, before, after, path)
