@@ -192,7 +192,9 @@ class Processor:
         probs = self.runner.infer(x)[0, :, :held]  # (classes, rows, width), on the device
         # queued before the copies to the host below, which wait for it: a reader of the
         # published frame on another thread or stream finds it done
-        classes = probs.argmax(dim=0).to(torch.uint8)
+        # max(...).indices: torch's argmax over a short leading dimension takes a slow path on
+        # the CPU (10 ms here against 0.6 ms)
+        classes = probs.max(dim=0).indices.to(torch.uint8)
         new = min(self._stretch_rows - self._tracked_rows, held)
         first_row = self._stretch_rows - new
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
