@@ -39,11 +39,11 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+@pytest.mark.timeout(0)  # as long as asked; the monitor is killed 5 minutes after its end is due
 def test_rtl_tcp_soak(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     minutes = request.config.getoption("--soak-minutes")
     if minutes <= 0:
         pytest.skip("soak test: run with --soak-minutes N")
-    request.node.add_marker(pytest.mark.timeout(int(minutes * 60 + 300)))
     meta = tmp_path / "lte.sigmf-meta"
     assert prmnet_main(["synth", "recording", str(meta), "--rate", str(RATE), "--duration", "2",
                         "--fc", str(FC), "--seed", "9", "--receiver", "rtlsdr", "--datatype",
@@ -62,6 +62,9 @@ def test_rtl_tcp_soak(request: pytest.FixtureRequest, tmp_path: Path) -> None:
         process = subprocess.Popen(command, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
         while process.poll() is None:
             time.sleep(SAMPLE_EVERY_S)
+            if time.monotonic() - started > seconds + 300:
+                process.kill()
+                pytest.fail(f"the monitor was still running {seconds + 300:.0f} s after start")
             try:
                 rss.append((time.monotonic() - started, _rss_mb(process.pid)))
             except (FileNotFoundError, RuntimeError):
