@@ -83,12 +83,14 @@ whose sides are multiples of 8, which every input must be.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from engines.unet import UNET_CONFIGS, unet_s
 
@@ -99,6 +101,7 @@ __all__ = [
     "PRMNET_CONFIGS",
     "PRMNet",
     "create_model",
+    "fuse_for_inference",
     "prmnet",
     "prmnet_cpu",
     "prmnet_w8",
@@ -518,9 +521,57 @@ class PRMNet(nn.Module):
         if self.time_pool == 1:
             return self.forward_head(*self.forward_features(x))
         self._check_input(x, self.time_pool)
-        pooled = F.avg_pool2d(x, (self.time_pool, 1))
+        # a mean over a reshape: avg_pool2d with a (k, 1) window takes a slow path on the CPU
+        pooled = x.unflatten(-2, (-1, self.time_pool)).mean(dim=-2)
         logits = self.forward_head(*self.forward_features(pooled))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for inference: the same logits from fewer, larger operations.
+
+    For a :class:`PRMNet` with BatchNorm (as published): the four MSFE convs become one conv
+    (each kernel zero-padded to the largest, centred) with the stem's BatchNorm folded in, and
+    the head's BatchNorm is folded into the two convs whose outputs it normalises (the head's
+    skip conv and the body's 1x1 projection). On the CPU this saves about a fifth of
+    ``prmnet_cpu``'s time. Any other model comes back as it is. The copy is for inference
+    only: its norms use the running statistics and are gone.
+    """
+    if not isinstance(model, PRMNet) or not (
+        isinstance(model.msfe.norm, nn.BatchNorm2d) and isinstance(model.head.norm, nn.BatchNorm2d)
+    ):
+        return model
+    fused = copy.deepcopy(model).eval()
+    stem = fused.msfe
+    size = max(branch.kernel_size[0] for branch in stem.branches)
+    first = stem.branches[0]
+    weight = first.weight.new_zeros(stem.out_chans, first.in_channels, size, size)
+    for i, branch in enumerate(stem.branches):
+        k, n = branch.kernel_size[0], branch.out_channels
+        at = (size - k) // 2
+        weight[i * n : (i + 1) * n, :, at : at + k, at : at + k] = branch.weight
+    bias = torch.cat([branch.bias for branch in stem.branches])
+    merged = nn.Conv2d(first.in_channels, stem.out_chans, size, padding=size // 2)
+    merged.weight, merged.bias = _fold(weight, bias, stem.norm, slice(None))
+    stem.branches = nn.ModuleList([merged])
+    stem.norm = nn.Identity()
+    head, proj = fused.head, fused.body.proj
+    split = head.skip.out_channels
+    head.skip.weight, head.skip.bias = _fold(
+        head.skip.weight, head.skip.bias, head.norm, slice(0, split))
+    proj.weight, proj.bias = _fold(proj.weight, proj.bias, head.norm, slice(split, None))
+    head.norm = nn.Identity()
+    return fused
+
+
+def _fold(
+    weight: torch.Tensor, bias: torch.Tensor, norm: nn.BatchNorm2d, channels: slice
+) -> tuple[nn.Parameter, nn.Parameter]:
+    """A conv's weight and bias with ``channels`` of an eval-mode BatchNorm folded in."""
+    return fuse_conv_bn_weights(
+        weight, bias, norm.running_mean[channels], norm.running_var[channels], norm.eps,
+        norm.weight[channels], norm.bias[channels],
+    )
 
 
 def _create_prmnet(variant: str, **kwargs: Any) -> PRMNet:

@@ -18,7 +18,7 @@ import scipy.signal
 import torch
 
 from engines.complexity import conv_flops, param_count
-from engines.prmnet import MODEL_CONFIGS, create_model
+from engines.prmnet import MODEL_CONFIGS, create_model, fuse_for_inference
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram
 from monitor.synth.dataset import DatasetRequest, render_frame
@@ -67,7 +67,8 @@ def bench_model(models: Sequence[str], rates: Sequence[float] = (1.92e6, 2.4e6),
     time the frame lasts at each rate (``x_realtime`` above 1: it keeps up).
 
     ``models``: names of ``engines.prmnet.MODEL_CONFIGS`` (fresh weights: the speed is the
-    same) or checkpoint paths. Eager torch in inference mode, channels-last, ``threads``
+    same) or checkpoint paths. Eager torch in inference mode, channels-last, norms folded as
+    the torch engine runs them (:func:`engines.prmnet.fuse_for_inference`), ``threads``
     threads, median of ``repeats`` after two warm-up runs.
     """
     from monitor.train.cards import load_checkpoint
@@ -82,7 +83,8 @@ def bench_model(models: Sequence[str], rates: Sequence[float] = (1.92e6, 2.4e6),
             name = f"{card.model} ({Path(spec).stem})"
         chans = int(getattr(model, "in_chans", 1))
         flops = conv_flops(model, (1, chans, 256, 256))
-        model = model.to(memory_format=torch.channels_last)
+        parameters = param_count(model)
+        model = fuse_for_inference(model).to(memory_format=torch.channels_last)
         x = torch.randn(1, chans, 256, 256).to(memory_format=torch.channels_last)
         seconds = _median_seconds(lambda m=model, x=x: m(x), repeats)
         for rate in rates:
@@ -90,7 +92,7 @@ def bench_model(models: Sequence[str], rates: Sequence[float] = (1.92e6, 2.4e6),
             rows.append({
                 "what": "model frame",
                 "model": name,
-                "parameters": param_count(model),
+                "parameters": parameters,
                 "gflop": round(flops / 1e9, 2),
                 "sample_rate": rate,
                 "frame_ms": round(frame * 1e3, 2),

@@ -12,6 +12,7 @@ from engines.prmnet import (
     MODEL_CONFIGS,
     PRMNet,
     create_model,
+    fuse_for_inference,
     prmnet,
     prmnet_w8,
     probabilities,
@@ -150,3 +151,27 @@ def test_entry_point_overrides_config() -> None:
     model = prmnet(in_chans=1, width=8, ms_width=2, head_width=8, head_mid_width=4)
     assert model.in_chans == 1
     assert model.body.proj.out_channels == 8
+
+
+@pytest.mark.parametrize("name", ["prmnet_cpu", "prmnet_w16"])
+def test_fused_copy_gives_the_same_logits_without_norms(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        nn.init.uniform_(norm.weight, 0.5, 1.5)
+        nn.init.uniform_(norm.bias, -0.5, 0.5)
+    model.eval()
+    fused = fuse_for_inference(model)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(fused(x), model(x), atol=1e-5, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert len(fused.msfe.branches) == 1 and fused.msfe.branches[0].kernel_size == (7, 7)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is kept
+
+
+def test_fusing_leaves_other_models_alone() -> None:
+    model = create_model("unet_s", base_width=4)
+    assert fuse_for_inference(model) is model

@@ -1,5 +1,7 @@
 """The torch backend: eager PyTorch on the CPU or a CUDA device, the reference of the others.
 
+It runs the network with its BatchNorms folded into the convs (:func:`fuse_for_inference`).
+
 On CUDA it also runs in float16 or bfloat16 (autocast; the softmax in float32), and can replay
 the network as a CUDA graph: the first frame of each input shape is captured (after a warm-up on
 a side stream) into a graph with static input and output buffers, and every later frame of that
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from engines.backends.base import Runner
-from engines.prmnet import probabilities
+from engines.prmnet import fuse_for_inference, probabilities
 
 if TYPE_CHECKING:
     from engines.selfcheck import SelfCheck
@@ -58,7 +60,8 @@ class TorchRunner(Runner):
                                                   torch.Tensor]] = {}
 
     def activate_impl(self) -> None:
-        self._model = self._model.to(self._device, memory_format=self._format).eval()
+        model = fuse_for_inference(self._model.eval())
+        self._model = model.to(self._device, memory_format=self._format)
 
     def infer_impl(self, x: torch.Tensor) -> torch.Tensor:
         if not self._cuda_graph:
