@@ -32,12 +32,13 @@ class SceneDistribution:
     """Shares and ranges of the random scenes (all probabilities per scene or per carrier)."""
 
     snr_db: tuple[float, float] = (-10.0, 30.0)
-    p_empty: float = 0.08
+    p_empty: float = 0.15
     carrier_counts: tuple[int, ...] = (1, 1, 1, 2, 2, 2, 3, 4)
     p_nr: float = 0.5
     p_switching: float = 0.15
     p_idle: float = 0.15
     p_inside: float = 0.35
+    p_edge: float = 0.5
     max_cfo_hz: float = 3e3
     # A receiver's sample-rate offset (tens of ppm) moves a 40 ms frame by under a microsecond,
     # far below a row: invisible in the image and costly to render, so off by default.
@@ -57,7 +58,8 @@ def draw_scene(
         count = int(rng.choice(dist.carrier_counts))
         kinds = [_draw_kind(rng, dist) for _ in range(count)]
         widths = [_draw_bandwidth(rng, kind) for kind in kinds]
-        offsets = _place(rng, sample_rate, widths, inside=rng.random() < dist.p_inside)
+        offsets = _place(rng, sample_rate, widths, inside=rng.random() < dist.p_inside,
+                         p_edge=dist.p_edge)
         for (label, scs), bw, offset in zip(kinds, widths, offsets, strict=True):
             if offset is None:
                 continue
@@ -93,17 +95,28 @@ def _draw_bandwidth(rng: np.random.Generator, kind: tuple[str, float]) -> float:
 
 
 def _place(
-    rng: np.random.Generator, sample_rate: float, widths: list[float], inside: bool
+    rng: np.random.Generator,
+    sample_rate: float,
+    widths: list[float],
+    inside: bool,
+    p_edge: float = 0.0,
 ) -> list[float | None]:
     """Centres for carriers laid side by side along frequency, the run of them placed at random
     over the view so that some are cut by its edges; None for those that miss the view.
 
-    ``inside``: put the view within the first carrier where it is wider than the view."""
+    ``inside``: put the view within the first carrier where it is wider than the view.
+    ``p_edge``: where the run is wider than the view (and not ``inside``), the probability that
+    one of its two ends lies within the view; otherwise the run is centred within half a view of
+    the view's centre, which at low sample rates covers the whole view. Without it a narrow view
+    would almost never see where a wide carrier ends and the noise begins."""
     half_view = sample_rate / 2
     gaps = [float(rng.choice([0.0, rng.uniform(0.0, 0.5) * w])) for w in widths]
     span = sum(widths) + sum(gaps[1:])
     if inside and widths[0] > sample_rate:
         left = -widths[0] / 2 + rng.uniform(-1, 1) * (widths[0] - sample_rate) / 2
+    elif span > sample_rate and rng.random() < p_edge:
+        end = rng.uniform(-0.9, 0.9) * half_view
+        left = end if rng.random() < 0.5 else end - span
     else:
         left = rng.uniform(-half_view - 0.5 * span, half_view - 0.5 * span)
         left = float(np.clip(left, -half_view - span + 0.1 * widths[0], half_view))
