@@ -170,3 +170,25 @@ def test_synth_recording_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "bad --carrier" in err[0]
     assert not (tmp_path / "x.sigmf-data").exists()
+
+
+@pytest.mark.parametrize("rate", [1.92e6, 61.44e6])
+def test_random_views_show_noise_carrier_ends_and_whole_carriers_at_every_rate(rate: float) -> None:
+    """A narrow view must often see where a wide carrier ends, or noise alone: a data set where
+    it nearly always lies inside a carrier teaches a network that noise does not exist there."""
+    rng = np.random.default_rng(0)
+    kinds = {"empty": 0, "inside": 0, "edge": 0}
+    for _ in range(600):
+        spec = draw_scene(rng, rate, 0.04)
+        if not spec.carriers:
+            kinds["empty"] += 1
+            continue
+        ends = [(c.offset_hz - c.bandwidth_hz / 2, c.offset_hz + c.bandwidth_hz / 2)
+                for c in spec.carriers]
+        inside = any(lo <= -rate / 2 and hi >= rate / 2 for lo, hi in ends)
+        kinds["inside" if inside else "edge"] += 1
+    shares = {k: v / 600 for k, v in kinds.items()}
+    assert 0.1 <= shares["empty"] <= 0.25
+    assert shares["edge"] >= 0.25
+    if rate < 3e6:
+        assert shares["inside"] >= 0.3
