@@ -26,6 +26,7 @@ from monitor.occupancy.annotations import validate_annotation_path, write_annota
 from monitor.occupancy.emission import Emission
 from monitor.occupancy.logs import open_log, validate_log_path, validate_output_path
 from monitor.occupancy.stats import RunStats
+from monitor.occupancy.tracker import DEFAULT_MIN_CONFIDENCE
 from monitor.pipeline import Pipeline
 from monitor.processing import Processor
 from monitor.recordings import StreamingRecording
@@ -65,6 +66,7 @@ class MonitorSettings:
     screenshot: Path | None = None
     hop: int | None = None
     close_after: float = 0.25
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     seed: int = 0
 
 
@@ -206,7 +208,7 @@ def prepare_run(s: MonitorSettings) -> Iterator[PreparedRun]:
             if s.record is not None:
                 block_sinks.append(StreamingRecording(s.record, source.sample_rate,
                                                       source.center_freq))
-            processor = Processor(runner, geometry, hop, s.close_after)
+            processor = Processor(runner, geometry, hop, s.close_after, s.min_confidence)
             stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
                              center_freq=source.center_freq, engine=runner.name,
                              precision=runner.precision, compute_device=str(runner.device),

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from monitor.arguments import positive_float, positive_int, rate_list, snr_range
+from monitor.arguments import positive_float, positive_int, probability, rate_list, snr_range
 from monitor.errors import InputError, MonitorError
+from monitor.occupancy.tracker import DEFAULT_MIN_CONFIDENCE
 from monitor.gui.bench import add_bench_gui_command
 
 __all__ = ["monitor_main", "prmnet_main"]
@@ -119,6 +120,11 @@ def _monitor_parser() -> argparse.ArgumentParser:
                      help="stop after this much stream time")
     out.add_argument("--log", type=Path, metavar="PATH",
                      help="occupancy log, one row per emission: .csv, .jsonl or .parquet")
+    out.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
+                     metavar="P",
+                     help="log only emissions whose mean class probability is at least P "
+                     f"(default {DEFAULT_MIN_CONFIDENCE}; 0 logs everything the network "
+                     "paints; the stats count the rest as emissions_unconfident)")
     out.add_argument("--annotate", type=Path, metavar="PATH",
                      help="write the emissions as SigMF annotations into this .sigmf-meta")
     out.add_argument("--record", type=Path, metavar="PATH",
@@ -168,6 +174,7 @@ def _monitor(args: argparse.Namespace) -> int:
         stats=args.stats,
         screenshot=args.screenshot,
         hop=args.hop,
+        min_confidence=args.min_confidence,
     )
     if args.headless:
         stats = run_monitor(settings).to_dict()

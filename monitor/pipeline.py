@@ -207,6 +207,7 @@ class Pipeline:
             self.stats.count_emission()
             for sink in self.sinks:
                 sink.write(emission)
+        self.stats.note_unconfident(self.processor.tracker.unconfident)
 
 
 class _BlockQueue(queue.Queue):

@@ -83,10 +83,11 @@ class Processor:
         geometry: the model's geometry at the stream's sample rate.
         hop: rows between frames (``height`` for frames that do not overlap).
         close_after: seconds an emission may go unseen before it closes.
+        min_confidence: emissions less confident than this are counted, not returned.
     """
 
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,
-                 close_after: float = 0.25) -> None:
+                 close_after: float = 0.25, min_confidence: float = 0.0) -> None:
         if not 1 <= hop <= geometry.height:
             raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
         self.runner = runner
@@ -97,7 +98,7 @@ class Processor:
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._spectrogram = StreamingSpectrogram(Spectrogram(geometry, device))
         self._frames = RollingFrames(geometry.height, geometry.width, device)
-        self.tracker = Tracker(geometry, 0.0, close_after)
+        self.tracker = Tracker(geometry, 0.0, close_after, min_confidence)
         self.counts = ProcessorCounts()
         self.latest: FrameResult | None = None
         self._stretch_rows = 0      # rows in the current stretch

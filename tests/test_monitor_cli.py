@@ -120,6 +120,14 @@ def test_bad_input_is_one_line_and_status_2(
     assert not log.exists()
 
 
+def test_a_confidence_floor_over_1_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        monitor_main(["--headless", "--min-confidence", "1.5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("argument --min-confidence: must be from 0 to 1, got 1.5")
+
+
 def test_no_window_without_a_display_says_how(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,3 +108,13 @@ def test_an_emission_takes_the_class_of_most_of_its_probability_over_its_life() 
     (e,) = t.close_all()
     assert e.label == "NR" and e.sample_count == 192 * G.samples_per_row
     assert e.confidence == pytest.approx(0.6)  # 0.9 on two chunks of three
+
+
+def test_unconfident_emissions_are_counted_not_returned() -> None:
+    t = Tracker(G, FC, close_after=0.05, min_confidence=0.5)
+    t.start(StreamClock(0, G.samples_per_row, G.sample_rate, 1.8e9, 0), FC)
+    p = _probs(64, [(1, 100, 140)])
+    p[:, 10:20] = (0.35, 0.25, 0.40)  # NR wins a sliver, at 0.4
+    closed = t.update(0, p, np.full((64, G.width), -50.0, dtype=np.float32)) + t.close_all()
+    assert [(e.label, round(e.confidence, 2)) for e in closed] == [("LTE", 0.9)]
+    assert t.unconfident == 1

@@ -4,8 +4,9 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``samples_dropped``, ``frames``, ``frames_segmented``, ``wall_seconds``, ``realtime_factor``,
 ``engine``, ``precision``, ``compute_device``, ``model``; then ``source``, ``sample_rate``,
 ``center_freq``, ``stream_seconds``, ``samples_discarded``, ``frames_skipped``, ``emissions``,
-``gaps`` (``count`` and missing ``samples``), ``queue_high_water``, ``latency_ms`` (``p50``,
-``p95`` and the number of ``frames`` measured; ``null`` when none was) and ``monitor_version``.
+``emissions_unconfident``, ``gaps`` (``count`` and missing ``samples``), ``queue_high_water``,
+``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured; ``null`` when none was)
+and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -58,6 +59,8 @@ class RunStats:
         frames: spectrogram frames formed.
         frames_segmented: frames the engine segmented (the rest were skipped to keep up).
         emissions: emissions closed and logged.
+        emissions_unconfident: emissions closed but not logged, less confident than
+            ``--min-confidence``.
         queue_high_water: the most blocks ever waiting between reader and processing.
         wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
             :meth:`stop`).
@@ -78,6 +81,7 @@ class RunStats:
     frames: int = 0
     frames_segmented: int = 0
     emissions: int = 0
+    emissions_unconfident: int = 0
     queue_high_water: int = 0
     wall_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -130,6 +134,11 @@ class RunStats:
         with self._lock:
             self.emissions += 1
 
+    def note_unconfident(self, count: int) -> None:
+        """The emissions closed so far that were too unconfident to log."""
+        with self._lock:
+            self.emissions_unconfident = count
+
     def note_queue_depth(self, depth: int) -> None:
         """The number of blocks waiting in the queue now."""
         with self._lock:
@@ -167,6 +176,7 @@ class RunStats:
                 "samples_discarded": self.samples_discarded,
                 "frames_skipped": self.frames - self.frames_segmented,
                 "emissions": self.emissions,
+                "emissions_unconfident": self.emissions_unconfident,
                 "gaps": {"count": self.gaps, "samples": self.gap_samples},
                 "queue_high_water": self.queue_high_water,
                 "latency_ms": latency,

@@ -18,7 +18,10 @@ Carriers join the open emission whose frequency span overlaps theirs most (inter
 union at least ``MIN_OVERLAP``), whatever class they were given in this chunk; the rest open new
 emissions. An emission's class is decided when it closes, by the LTE and NR probability summed
 over all its pixels, and its confidence is the mean probability of that class: one carrier gives
-one emission even where the network wavers between the classes from frame to frame. An
+one emission even where the network wavers between the classes from frame to frame. An emission
+whose confidence is under ``min_confidence`` is not returned but counted (:attr:`Tracker.
+unconfident`): where the network paints noise as signal it does so in slivers of mean class
+probability well under a half, which would otherwise fill the log with short emissions. An
 emission's power is the power within its band (pixel powers summed
 across, averaged over its rows), in dBFS. An emission closes once it has not been seen for
 ``close_after`` seconds, at a break in the stream (lost samples, a retune), and at the end of
@@ -34,9 +37,13 @@ import numpy as np
 from monitor.dsp.geometry import Geometry
 from monitor.occupancy.emission import Emission
 
-__all__ = ["LABELS", "StreamClock", "Tracker", "carriers", "occupied_spans"]
+__all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carriers",
+           "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
+#: The monitor's default ``--min-confidence``: an emission is logged when its class is, on
+#: average over its pixels, more likely than not.
+DEFAULT_MIN_CONFIDENCE = 0.5
 MIN_COLUMN_SHARE = 0.3
 MIN_PIXELS = 2
 MIN_OVERLAP = 0.3
@@ -86,12 +93,16 @@ class Tracker:
         geometry: the spectrogram geometry (pixel width, row length).
         center_freq: RF centre of the view, Hz.
         close_after: seconds an emission may go unseen before it closes.
+        min_confidence: emissions less confident than this are counted, not returned.
     """
 
-    def __init__(self, geometry: Geometry, center_freq: float, close_after: float = 0.25) -> None:
+    def __init__(self, geometry: Geometry, center_freq: float, close_after: float = 0.25,
+                 min_confidence: float = 0.0) -> None:
         self.geometry = geometry
         self.center_freq = center_freq
         self.close_after_rows = max(1, round(close_after / geometry.row_seconds))
+        self.min_confidence = min_confidence
+        self.unconfident = 0
         self._open: list[_Open] = []
         self._clock: StreamClock | None = None
 
@@ -177,6 +188,10 @@ class Tracker:
             low = self.center_freq + (e.low_px - centre_px - 0.5) * g.pixel_hz
             high = self.center_freq + (e.high_px - centre_px - 0.5) * g.pixel_hz
             cls = max(e.class_sums, key=e.class_sums.__getitem__)
+            confidence = e.class_sums[cls] / max(e.pixels, 1)
+            if confidence < self.min_confidence:
+                self.unconfident += 1
+                continue
             out.append(Emission(
                 start_time=clock.sample_time(start),
                 end_time=clock.sample_time(stop - 1),
@@ -185,7 +200,7 @@ class Tracker:
                 freq_low_hz=low,
                 freq_high_hz=high,
                 label=LABELS[cls],
-                confidence=e.class_sums[cls] / max(e.pixels, 1),
+                confidence=confidence,
                 power_db=float(10 * np.log10(e.power_sum / max(e.rows_seen, 1) + 1e-30)),
             ))
         return sorted(out, key=lambda em: em.start_sample)
