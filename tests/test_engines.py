@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from engines.backends.tensorrt_runner import (
 from engines.backends.torch_runner import TorchRunner
 from engines.export import export_onnx_bytes
 from engines.models import LoadedModel
-from engines.selection import ENGINES, PRECISIONS, select_runner
+from engines.selection import ENGINES, PRECISIONS, make_runner, select_runner
 from engines.selfcheck import TOLERANCES, CheckResult, SelfCheck, check_input
 from monitor.errors import DeviceError, InputError
 
@@ -132,14 +133,32 @@ def test_check_input_is_deterministic_and_scaled() -> None:
     assert rgb.shape == (1, 3, 32, 32) and 0 <= rgb.min() and rgb.max() <= 1
 
 
-def test_select_runner_auto_on_the_cpu_is_torch_and_says_why(
+def test_select_runner_auto_on_the_cpu_races_torch_and_onnxruntime(
         tiny_model: LoadedModel, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="engines.selection")
     with select_runner(tiny_model, "auto", "auto", "cpu") as runner:
-        assert runner.is_active and runner.name == "torch" and runner.precision == "fp32"
-    text = caplog.text
-    assert "passing over tensorrt: TensorRT needs a CUDA device" in text
-    assert "passing over onnxruntime" in text
+        assert runner.is_active and runner.name in ("torch", "onnxruntime")
+        assert runner.precision == "fp32"
+    assert re.search(r"(torch|onnxruntime) [0-9.]+ ms, (torch|onnxruntime) [0-9.]+ ms a frame "
+                     r"on the CPU", caplog.text)
+
+
+@pytest.mark.parametrize("faster", ["torch", "onnxruntime"])
+def test_auto_on_the_cpu_keeps_the_faster_engine_and_releases_the_other(
+        tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch, faster: str) -> None:
+    made: list[Runner] = []
+
+    def recording_make_runner(*args: object, **kwargs: object) -> Runner:
+        made.append(make_runner(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr("engines.selection.make_runner", recording_make_runner)
+    monkeypatch.setattr("engines.selection._seconds_per_frame",
+                        lambda runner, x: 0.01 if runner.name == faster else 0.02)
+    with select_runner(tiny_model, "auto", "auto", "cpu") as runner:
+        assert runner.name == faster and runner.is_active
+        (other,) = [r for r in made if r is not runner]
+        assert not other.is_active
 
 
 def test_auto_passes_over_a_backend_that_fails_or_disagrees(
