@@ -4,8 +4,8 @@
 run here and passes its self-check (:mod:`engines.selfcheck`), logging why it passed each one
 over. On the CPU, TensorRT cannot run, and for fp32 torch and ONNX Runtime are raced: each that
 passes its self-check is timed on a few frames and the faster is kept (which one wins depends on
-the CPU: ONNX Runtime by 1.35x on one machine this project runs on, torch by 1.17x on another;
-see the README); int8 and fp8 go to ONNX Runtime, as torch does not run them. An engine named
+the CPU and on its load, by up to a third either way; see the README); int8 and fp8 go to ONNX
+Runtime, as torch does not run them. An engine named
 explicitly runs or refuses in one line.
 
 Precision ``auto`` is ``fp16`` on CUDA and ``fp32`` on the CPU. ``bf16`` is torch's (on CUDA);
@@ -144,7 +144,7 @@ def _fastest_cpu_runner(model: LoadedModel, device: torch.device, precision: str
     if not timed:
         raise InputError(f"no engine can run {model.name} here ({'; '.join(reasons)})")
     timed.sort(key=lambda t: t[0])
-    seconds, best = timed[0]
+    best = timed[0][1]
     for _, other in timed[1:]:
         other.deactivate()
     log.info("engine: %s (self-check passed); %s", best.check_result.describe()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from monitor.arguments import positive_float, positive_int, probability, rate_list, snr_range
 from monitor.errors import InputError, MonitorError
-from monitor.occupancy.tracker import DEFAULT_MIN_CONFIDENCE
 from monitor.gui.bench import add_bench_gui_command
+from monitor.occupancy.tracker import DEFAULT_MIN_CONFIDENCE
 
 __all__ = ["monitor_main", "prmnet_main"]
 

@@ -89,6 +89,9 @@ class OnnxRuntimeRunner(Runner):
         if self._threads:
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
+        # idle pool threads sleep instead of spinning: between frames the monitor's reader and
+        # spectrogram need the cores the spinning would hold
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[Any] = ["CPUExecutionProvider"]
         if self._device.type == "cuda":
             self._stream = torch.cuda.Stream(self._device)
