@@ -60,7 +60,7 @@ def test_the_shipped_recipe_reads() -> None:
 
 def test_a_bad_recipe_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(DEFAULT_RECIPE.read_text().replace('method = "minmax"', 'method = "magic"'))
+    bad.write_text(DEFAULT_RECIPE.read_text().replace('method = "percentile"', 'method = "magic"'))
     with pytest.raises(InputError, match="method"):
         load_recipe(bad)
     bad.write_text("format = 'prmnet-calib-recipe/1'\n")
