@@ -84,6 +84,8 @@ def test_rtl_tcp_soak(request: pytest.FixtureRequest, tmp_path: Path) -> None:
         "frames_segmented": summary["frames_segmented"],
         "realtime_factor": summary["realtime_factor"],
         "emissions": summary["emissions"],
+        "emissions_unconfident": summary["emissions_unconfident"],
+        "engine": summary["engine"],
         "rss_mb_quarter": settled[0],
         "rss_mb_end": settled[-1],
         "rss_mb_max": max(mb for _, mb in rss),
