@@ -533,8 +533,9 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     For a :class:`PRMNet` with BatchNorm (as published): the four MSFE convs become one conv
     (each kernel zero-padded to the largest, centred) with the stem's BatchNorm folded in, and
     the head's BatchNorm is folded into the two convs whose outputs it normalises (the head's
-    skip conv and the body's 1x1 projection). On the CPU this saves about a fifth of
-    ``prmnet_cpu``'s time. Any other model comes back as it is. The copy is for inference
+    skip conv and the body's 1x1 projection). On the CPU this saved 7 % of ``prmnet_cpu``'s
+    time (48.0 against 51.5 ms a frame, one thread, same run). Any other model comes back as
+    it is. The copy is for inference
     only: its norms use the running statistics and are gone.
     """
     if not isinstance(model, PRMNet) or not (

@@ -5,8 +5,7 @@ run here and passes its self-check (:mod:`engines.selfcheck`), logging why it pa
 over. On the CPU, TensorRT cannot run, and for fp32 torch and ONNX Runtime are raced: each that
 passes its self-check is timed on a few frames and the faster is kept (which one wins depends on
 the CPU and on its load, by up to a third either way; see the README); int8 and fp8 go to ONNX
-Runtime, as torch does not run them. An engine named
-explicitly runs or refuses in one line.
+Runtime, as torch does not run them. An engine named explicitly runs or refuses in one line.
 
 Precision ``auto`` is ``fp16`` on CUDA and ``fp32`` on the CPU. ``bf16`` is torch's (on CUDA);
 ``int8`` and ``fp8`` run the Q/DQ graph ``prmnet calib`` installed for the model's weights
@@ -109,17 +108,15 @@ def select_runner(model: LoadedModel, engine: str = "auto", precision: str = "au
             runner = make_runner(name, model, device, precision, check, hashes)
             runner.activate()
         except Exception as exc:  # a backend's own errors (CUDA, ONNX Runtime, TensorRT) too
-            error = exc if isinstance(exc, MonitorError) else DeviceError(
-                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+            error = _one_line(exc)
             if engine != "auto":
                 raise type(error)(f"--engine {name}: {error}") from exc
             log.info("engine: passing over %s: %s", name, error)
             reasons.append(f"{name}: {error}")
             continue
-        log.info("engine: %s (self-check passed)", runner.check_result.describe()
-                 if runner.check_result else f"{runner.name} {runner.precision} on {device}")
+        log.info("engine: %s (self-check passed)", _describe(runner))
         return runner
-    raise InputError(f"no engine can run {model.name} here ({'; '.join(reasons)})")
+    raise _no_engine(model, reasons)
 
 
 def _fastest_cpu_runner(model: LoadedModel, device: torch.device, precision: str,
@@ -135,22 +132,45 @@ def _fastest_cpu_runner(model: LoadedModel, device: torch.device, precision: str
     timed: list[tuple[float, Runner]] = []
     reasons = []
     for name in ("torch", "onnxruntime"):
+        runner = None
         try:
             runner = make_runner(name, model, device, precision, check, hashes).activate()
             timed.append((_seconds_per_frame(runner, x), runner))
         except Exception as exc:  # a backend's own errors too: the other engine may serve
-            log.info("engine: passing over %s: %s", name, exc)
-            reasons.append(f"{name}: {exc}")
+            if runner is not None:
+                runner.deactivate()
+            error = _one_line(exc)
+            log.info("engine: passing over %s: %s", name, error)
+            reasons.append(f"{name}: {error}")
     if not timed:
-        raise InputError(f"no engine can run {model.name} here ({'; '.join(reasons)})")
+        raise _no_engine(model, reasons)
     timed.sort(key=lambda t: t[0])
     best = timed[0][1]
     for _, other in timed[1:]:
         other.deactivate()
-    log.info("engine: %s (self-check passed); %s", best.check_result.describe()
-             if best.check_result else f"{best.name} {best.precision} on {device}",
+    log.info("engine: %s (self-check passed); %s", _describe(best),
              ", ".join(f"{r.name} {s * 1e3:.1f} ms" for s, r in timed) + " a frame on the CPU")
     return best
+
+
+def _one_line(exc: Exception) -> MonitorError:
+    """An engine's failure as the project's error, in one line (a backend's own exceptions
+    carry pages of context)."""
+    if isinstance(exc, MonitorError):
+        return exc
+    text = str(exc).strip()
+    return DeviceError(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")
+
+
+def _describe(runner: Runner) -> str:
+    """What runs, and how its self-check went."""
+    if runner.check_result:
+        return runner.check_result.describe()
+    return f"{runner.name} {runner.precision} on {runner.device}"
+
+
+def _no_engine(model: LoadedModel, reasons: list[str]) -> InputError:
+    return InputError(f"no engine can run {model.name} here ({'; '.join(reasons)})")
 
 
 def _seconds_per_frame(runner: Runner, x: torch.Tensor) -> float:

@@ -99,7 +99,7 @@ def _place(
     sample_rate: float,
     widths: list[float],
     inside: bool,
-    p_edge: float = 0.0,
+    p_edge: float,
 ) -> list[float | None]:
     """Centres for carriers laid side by side along frequency, the run of them placed at random
     over the view so that some are cut by its edges; None for those that miss the view.
