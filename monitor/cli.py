@@ -125,6 +125,10 @@ def _monitor_parser() -> argparse.ArgumentParser:
                      help="log only emissions whose mean class probability is at least P "
                      f"(default {DEFAULT_MIN_CONFIDENCE}; 0 logs everything the network "
                      "paints; the stats count the rest as emissions_unconfident)")
+    out.add_argument("--raw-edges", action="store_true",
+                     help="log the edges the network paints; by default an emission wholly in "
+                     "view is logged as the nominal 3GPP channel of its class nearest to them "
+                     "(LTE 1.4-20 MHz, NR 5-100 MHz, same centre)")
     out.add_argument("--annotate", type=Path, metavar="PATH",
                      help="write the emissions as SigMF annotations into this .sigmf-meta")
     out.add_argument("--record", type=Path, metavar="PATH",
@@ -175,6 +179,7 @@ def _monitor(args: argparse.Namespace) -> int:
         screenshot=args.screenshot,
         hop=args.hop,
         min_confidence=args.min_confidence,
+        fit_channels=not args.raw_edges,
     )
     if args.headless:
         stats = run_monitor(settings).to_dict()

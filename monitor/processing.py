@@ -84,10 +84,12 @@ class Processor:
         hop: rows between frames (``height`` for frames that do not overlap).
         close_after: seconds an emission may go unseen before it closes.
         min_confidence: emissions less confident than this are counted, not returned.
+        fit_channels: log an emission wholly in view as the nominal 3GPP channel nearest to it.
     """
 
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,
-                 close_after: float = 0.25, min_confidence: float = 0.0) -> None:
+                 close_after: float = 0.25, min_confidence: float = 0.0,
+                 fit_channels: bool = False) -> None:
         if not 1 <= hop <= geometry.height:
             raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
         self.runner = runner
@@ -98,7 +100,7 @@ class Processor:
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._spectrogram = StreamingSpectrogram(Spectrogram(geometry, device))
         self._frames = RollingFrames(geometry.height, geometry.width, device)
-        self.tracker = Tracker(geometry, 0.0, close_after, min_confidence)
+        self.tracker = Tracker(geometry, 0.0, close_after, min_confidence, fit_channels)
         self.counts = ProcessorCounts()
         self.latest: FrameResult | None = None
         self._stretch_rows = 0      # rows in the current stretch

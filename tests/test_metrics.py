@@ -13,6 +13,7 @@ from monitor.train.metrics import (
     CarrierCounts,
     ConfusionMatrix,
     Span,
+    edge_errors,
     match_carriers,
     predicted_carriers,
     span_iou,
@@ -104,3 +105,21 @@ def test_carrier_counts_give_precision_and_recall() -> None:
     assert s["per_class"]["LTE"] == {"precision": 1.0, "recall": 1.0, "found": 1,
                                      "predicted": 1, "truth": 1}
     assert s["per_class"]["NR"]["recall"] == 0.0
+
+
+def test_edge_errors_score_the_found_carriers_in_view_as_painted_and_as_fitted() -> None:
+    g = Geometry.for_rate(19.2e6)  # 75 kHz pixels; pixel j is centred on (j - 128) * 75 kHz
+    meta = {"carriers": [
+        {"label": "LTE", "freq_low_hz": -2.5e6, "freq_high_hz": 2.5e6},  # 5 MHz in view
+        {"label": "NR", "freq_low_hz": -20e6, "freq_high_hz": -5e6},  # runs off the view
+    ]}
+    # LTE painted on pixels 99-156: -2.2125 to +2.1375 MHz, 4.35 MHz
+    predicted = [Span(1, 99, 157), Span(2, 0, 62)]
+    ((painted, fitted),) = edge_errors(predicted, meta, g)
+    assert painted == pytest.approx(0.3625e6 / 5e6)
+    # fitted: the 5 MHz channel on the painted centre, -37.5 kHz
+    assert fitted == pytest.approx(37.5e3 / 5e6)
+    counts = CarrierCounts(edges=[(painted, fitted), (0.2, 0.01)])
+    edges = counts.summary()["edges"]
+    assert edges["carriers"] == 2
+    assert edges["painted"]["within_5pct"] == 0.0 and edges["fitted"]["within_5pct"] == 1.0

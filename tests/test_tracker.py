@@ -118,3 +118,17 @@ def test_unconfident_emissions_are_counted_not_returned() -> None:
     closed = t.update(0, p, np.full((64, G.width), -50.0, dtype=np.float32)) + t.close_all()
     assert [(e.label, round(e.confidence, 2)) for e in closed] == [("LTE", 0.9)]
     assert t.unconfident == 1
+
+
+def test_with_fit_channels_an_emission_in_view_is_logged_as_its_nominal_channel() -> None:
+    t = Tracker(G, FC, close_after=0.05, fit_channels=True)
+    t.start(StreamClock(0, G.samples_per_row, G.sample_rate, 1.8e9, 0), FC)
+    power = np.full((64, G.width), -50.0, dtype=np.float32)
+    # 64 pixels of 75 kHz: 4.8 MHz of LTE, a 5 MHz channel; NR from column 0 runs off the view
+    t.update(0, _probs(64, [(1, 100, 164), (2, 0, 60)]), power)
+    lte, nr = sorted(t.close_all(), key=lambda e: e.label)
+    centre = FC + (132 - 128.5) * G.pixel_hz
+    assert (lte.freq_low_hz, lte.freq_high_hz) == (pytest.approx(centre - 2.5e6),
+                                                   pytest.approx(centre + 2.5e6))
+    assert nr.freq_low_hz == pytest.approx(FC - 128.5 * G.pixel_hz)
+    assert nr.bandwidth_hz == pytest.approx(60 * G.pixel_hz)

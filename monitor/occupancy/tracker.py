@@ -25,7 +25,9 @@ probability well under a half, which would otherwise fill the log with short emi
 emission's power is the power within its band (pixel powers summed
 across, averaged over its rows), in dBFS. An emission closes once it has not been seen for
 ``close_after`` seconds, at a break in the stream (lost samples, a retune), and at the end of
-the run.
+the run. With ``fit_channels``, an emission wholly in view (a pixel or more of the view beyond
+each of its edges) is given the nominal channel of its class nearest to its painted span
+(:func:`~monitor.occupancy.channels.fit_channel`); one that runs off the view keeps its pixels.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.dsp.geometry import Geometry
+from monitor.occupancy.channels import fit_channel
 from monitor.occupancy.emission import Emission
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carriers",
@@ -94,14 +97,16 @@ class Tracker:
         center_freq: RF centre of the view, Hz.
         close_after: seconds an emission may go unseen before it closes.
         min_confidence: emissions less confident than this are counted, not returned.
+        fit_channels: give an emission wholly in view the nominal 3GPP channel nearest to it.
     """
 
     def __init__(self, geometry: Geometry, center_freq: float, close_after: float = 0.25,
-                 min_confidence: float = 0.0) -> None:
+                 min_confidence: float = 0.0, fit_channels: bool = False) -> None:
         self.geometry = geometry
         self.center_freq = center_freq
         self.close_after_rows = max(1, round(close_after / geometry.row_seconds))
         self.min_confidence = min_confidence
+        self.fit_channels = fit_channels
         self.unconfident = 0
         self._open: list[_Open] = []
         self._clock: StreamClock | None = None
@@ -192,6 +197,8 @@ class Tracker:
             if confidence < self.min_confidence:
                 self.unconfident += 1
                 continue
+            if self.fit_channels and e.low_px >= 1 and e.high_px <= g.width - 1:
+                low, high = fit_channel(LABELS[cls], low, high)
             out.append(Emission(
                 start_time=clock.sample_time(start),
                 end_time=clock.sample_time(stop - 1),

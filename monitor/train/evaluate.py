@@ -47,6 +47,7 @@ from monitor.train.metrics import (
     NR,
     CarrierCounts,
     ConfusionMatrix,
+    edge_errors,
     predicted_carriers,
     truth_carriers,
 )
@@ -238,13 +239,15 @@ def evaluate(
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
         for pred, truth, meta in zip(prediction, labels, metas, strict=True):
+            spans = predicted_carriers(pred)
             if "carriers" in meta:
                 geometry = card.geometry_for(meta["sample_rate"])
                 truth_spans = truth_carriers(meta, geometry)
                 key = snr_bin(_frame_snr(meta, geometry))
+                result.carriers.edges.extend(edge_errors(spans, meta, geometry))
             else:
                 truth_spans, key = predicted_carriers(truth), UNKNOWN
-            result.carriers.update(predicted_carriers(pred), truth_spans)
+            result.carriers.update(spans, truth_spans)
             result.by_snr.setdefault(key, ConfusionMatrix()).update(pred, truth)
             result.frames_by_snr[key] = result.frames_by_snr.get(key, 0) + 1
     result.frames = count
@@ -443,6 +446,17 @@ def _carrier_table(results: Sequence[EvalResult]) -> list[str]:
         cells = [s["precision"], s["recall"], pc["LTE"]["precision"], pc["LTE"]["recall"],
                  pc["NR"]["precision"], pc["NR"]["recall"]]
         lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + f" | {s['truth']} |")
+    lines += ["", "Edges of the found carriers wholly in view: the larger of a carrier's two edge "
+              "errors as a share of its bandwidth, as painted and as fitted to the nominal 3GPP "
+              "channel of its class (what the monitor logs).", "",
+              "| model | carriers | within 5 % painted | within 5 % fitted | median painted | "
+              "median fitted |", "|---|" + "---:|" * 5]
+    for r in results:
+        e = r.carriers.summary()["edges"]
+        cells = [e["painted"]["within_5pct"], e["fitted"]["within_5pct"],
+                 e["painted"]["median"], e["fitted"]["median"]]
+        lines.append(f"| {r.name} | {e['carriers']} | " + " | ".join(_pct(v) for v in cells)
+                     + " |")
     return [*lines, ""]
 
 

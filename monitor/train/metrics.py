@@ -12,7 +12,9 @@ Carriers: a predicted carrier is a connected span of frequency pixels of one cla
 (:func:`predicted_carriers`); a true one comes from the frame's truth (:func:`truth_carriers`).
 A true carrier counts as found when a predicted carrier of the same class overlaps it with a
 frequency-span IoU of at least 0.5 (one-to-one, :func:`match_carriers`); precision and recall
-follow (:class:`CarrierCounts`).
+follow (:class:`CarrierCounts`). For the found carriers wholly in view, the edges are scored as
+painted and as fitted to the nominal channel of their class (:func:`edge_errors`), as the
+monitor logs them.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import torch
 
 from engines.prmnet import CLASS_NAMES
 from monitor.dsp.geometry import Geometry
+from monitor.occupancy.channels import fit_channel
 
 __all__ = [
     "CarrierCounts",
     "ConfusionMatrix",
     "Span",
+    "edge_errors",
     "match_carriers",
     "predicted_carriers",
     "span_iou",
@@ -43,6 +47,7 @@ NUM_CLASSES = len(CLASS_NAMES)
 LTE, NR = CLASS_NAMES.index("LTE"), CLASS_NAMES.index("NR")
 MATCH_IOU = 0.5
 MIN_SPAN = 2
+EDGE_SHARE = 0.05
 
 
 class ConfusionMatrix:
@@ -168,10 +173,42 @@ def truth_carriers(
     carriers with no pixel in view, or not on during any of the frame's ``rows`` (default: all),
     are left out.
     """
+    return [span for _, span in _visible_carriers(meta, geometry, rows)]
+
+
+def edge_errors(
+    predicted: Sequence[Span], meta: dict[str, Any], geometry: Geometry
+) -> list[tuple[float, float]]:
+    """How far the found carriers wholly in view are from their true edges: per carrier, the
+    larger of its two edge errors as a share of its bandwidth, for the edges as painted and as
+    fitted to the nominal channel of the class (:func:`~monitor.occupancy.channels.fit_channel`).
+
+    Wholly in view: the true band lies between the centres of the view's outer pixels, and the
+    predicted span touches neither outer pixel (the monitor's rule for fitting).
+    """
+    visible = _visible_carriers(meta, geometry)
+    centres, half = geometry.pixel_centres(), 0.5 * geometry.pixel_hz
+    errors = []
+    for p, t in match_carriers(predicted, [span for _, span in visible]):
+        carrier = next(c for c, span in visible if span is t)
+        low, high = carrier["freq_low_hz"], carrier["freq_high_hz"]
+        if low < centres[0] or high > centres[-1] or p.low < 1 or p.high > geometry.width - 1:
+            continue
+        painted = (centres[p.low] - half, centres[p.high - 1] + half)
+        fitted = fit_channel(CLASS_NAMES[p.cls], *painted)
+        errors.append(tuple(max(abs(a - low), abs(b - high)) / (high - low)
+                            for a, b in (painted, fitted)))
+    return errors
+
+
+def _visible_carriers(
+    meta: dict[str, Any], geometry: Geometry, rows: int | None = None
+) -> list[tuple[dict[str, Any], Span]]:
+    """The carriers of :func:`truth_carriers`, each with its entry of ``meta``."""
     rows = geometry.height if rows is None else rows
     centres = geometry.pixel_centres()
     row_samples = (np.arange(rows) + 0.5) * geometry.samples_per_row
-    spans = []
+    visible = []
     for carrier in meta.get("carriers", []):
         cols = np.flatnonzero(
             (centres >= carrier["freq_low_hz"]) & (centres <= carrier["freq_high_hz"])
@@ -180,8 +217,9 @@ def truth_carriers(
         count = carrier.get("sample_count", rows * geometry.samples_per_row)
         on = (row_samples >= start) & (row_samples < start + count)
         if cols.size and on.any():
-            spans.append(Span(CLASS_NAMES.index(carrier["label"]), int(cols[0]), int(cols[-1]) + 1))
-    return spans
+            visible.append((carrier, Span(CLASS_NAMES.index(carrier["label"]), int(cols[0]),
+                                          int(cols[-1]) + 1)))
+    return visible
 
 
 def match_carriers(
@@ -218,6 +256,8 @@ class CarrierCounts:
     found: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASS_NAMES[1:], 0))
     predicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASS_NAMES[1:], 0))
     truth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASS_NAMES[1:], 0))
+    edges: list[tuple[float, float]] = field(default_factory=list)
+    """(painted, fitted) edge errors of the found carriers wholly in view (see edge_errors)."""
 
     def update(self, predicted: Sequence[Span], truth: Sequence[Span]) -> None:
         """Count one frame's carriers and matches."""
@@ -249,7 +289,19 @@ class CarrierCounts:
             "found": found,
             "predicted": predicted,
             "truth": truth,
+            "edges": self._edges_summary(),
         }
+
+    def _edges_summary(self) -> dict[str, Any]:
+        errors = np.asarray(self.edges, dtype=np.float64).reshape(-1, 2)
+        summary: dict[str, Any] = {"carriers": len(errors)}
+        for k, name in enumerate(("painted", "fitted")):
+            summary[name] = {
+                "within_5pct": float((errors[:, k] <= EDGE_SHARE).mean()) if len(errors)
+                else math.nan,
+                "median": float(np.median(errors[:, k])) if len(errors) else math.nan,
+            }
+        return summary
 
 
 def _ratio(num: int, den: int) -> float:

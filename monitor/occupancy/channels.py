@@ -1,0 +1,49 @@
+"""The nominal 3GPP channel a segmented carrier occupies.
+
+The network is trained on masks that span each carrier's nominal channel (centre +- channel
+bandwidth / 2, the reference labelling convention), not only its subcarriers, so the width it
+paints is an estimate of the channel bandwidth, off by a few pixels at each edge. A carrier
+wholly in view can only have one of a few bandwidths: 1.4, 3, 5, 10, 15 or 20 MHz for LTE
+(TS 36.101 table 5.6-1), 5-100 MHz for NR FR1 (TS 38.101-1 table 5.3.2-1). Keeping the painted
+centre and taking the nearest of those bandwidths places the edges better than the pixels do
+(on the synthetic test set, see ``docs/training.md``), and it is what a radio engineer reads
+off a spectrum analyser.
+"""
+
+from __future__ import annotations
+
+import math
+
+from monitor.synth.lte import LTE_BANDWIDTHS
+from monitor.synth.nr import NR_RB_TABLE
+
+__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "fit_channel"]
+
+#: The channel bandwidths of each class, Hz, ascending.
+CHANNEL_BANDWIDTHS: dict[str, tuple[float, ...]] = {
+    "LTE": tuple(sorted(LTE_BANDWIDTHS)),
+    "NR": tuple(sorted({float(bw) for bw, _ in NR_RB_TABLE})),
+}
+#: A span wider or narrower than every channel bandwidth of its class by more than this ratio
+#: is not one carrier (two carriers side by side, or a sliver) and keeps its edges.
+MAX_FIT_RATIO = 1.3
+
+
+def fit_channel(label: str, low_hz: float, high_hz: float) -> tuple[float, float]:
+    """The edges of the ``label`` channel centred on the span whose bandwidth is nearest to the
+    span's width (nearest in ratio, so 12 MHz is a 10 MHz channel, not 15), or the span's own
+    edges where no bandwidth is within ``MAX_FIT_RATIO`` of its width.
+
+    Raises:
+        ValueError: for a class without channels, or an empty span.
+    """
+    if label not in CHANNEL_BANDWIDTHS:
+        raise ValueError(f"no channel bandwidths for {label!r}")
+    width = high_hz - low_hz
+    if not width > 0:
+        raise ValueError(f"empty span {low_hz}-{high_hz} Hz")
+    bandwidth = min(CHANNEL_BANDWIDTHS[label], key=lambda bw: abs(math.log(width / bw)))
+    if abs(math.log(width / bandwidth)) > math.log(MAX_FIT_RATIO):
+        return low_hz, high_hz
+    centre = 0.5 * (low_hz + high_hz)
+    return centre - 0.5 * bandwidth, centre + 0.5 * bandwidth
