@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from monitor.synth.lte import LTE_BANDWIDTHS, LteConfig, LteRe, lte_frame, lte_grid, lte_occupied_hz
+from monitor.bandwidths import LTE_BANDWIDTHS
+from monitor.synth.lte import LteConfig, LteRe, lte_frame, lte_grid, lte_occupied_hz
 from monitor.synth.ofdm import modulate
 
 TS_RATE = 30.72e6  # 1 / T_s, TS 36.211 4

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from torch import nn
 
 from engines.prmnet import create_model
 from monitor.dsp.spectrogram import network_input
@@ -354,3 +355,29 @@ def test_tune_bias_folds_the_best_validation_offsets_into_the_classifier(
         result.before["miou"])
     with pytest.raises(InputError, match="not a training run"):
         tune_run(tmp_path)
+
+
+class _LogitsFromInput(nn.Module):
+    """Logits noise 0, LTE = the input, NR -10: a network whose every pixel is known."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), x, torch.full_like(x, -10.0)], dim=1)
+
+
+def test_tune_bias_keeps_the_false_alarm_on_noise_only_frames_under_its_bound() -> None:
+    from monitor.train.bias import tune_bias
+
+    x_noise = torch.full((1, 16, 16), -5.0)
+    x_noise[:, :4, :4] = 0.2                      # 1/16 of an empty frame looks like LTE
+    x_signal = torch.full((1, 16, 16), -5.0)
+    x_signal[:, :, :8] = 0.2                      # and so does the LTE carrier of another
+    y_signal = torch.zeros(16, 16, dtype=torch.int64)
+    y_signal[:, :8] = 1
+    frames = [(x_noise, torch.zeros(16, 16, dtype=torch.int64), {}), (x_signal, y_signal, {})]
+    # mean IoU alone: the LTE pixels are worth the false alarm
+    _, cm = tune_bias(_LogitsFromInput(), frames, [0, 1], torch.device("cpu"),
+                      max_false_alarm=None)
+    assert cm[1, 1] == 128 and cm[0, 1] == 16     # [truth, prediction]
+    # bounded at 1.5 %: the offset must silence the empty frame, and the carrier with it
+    _, cm = tune_bias(_LogitsFromInput(), frames, [0, 1], torch.device("cpu"))
+    assert cm[0, 1] == 0 and cm[1, 1] == 0

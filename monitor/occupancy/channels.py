@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 
-from monitor.synth.lte import LTE_BANDWIDTHS
-from monitor.synth.nr import NR_RB_TABLE
+from monitor.bandwidths import LTE_BANDWIDTHS, NR_RB_TABLE
 
 __all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "fit_channel"]
 

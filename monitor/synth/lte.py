@@ -41,11 +41,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from monitor.bandwidths import LTE_BANDWIDTHS
 from monitor.synth.ofdm import CarrierGrid
 from monitor.synth.sequences import gold_sequence
 
 __all__ = [
-    "LTE_BANDWIDTHS",
     "LteConfig",
     "LteFrame",
     "LteRe",
@@ -55,16 +55,6 @@ __all__ = [
     "pss_sequence",
     "sss_sequence",
 ]
-
-#: Channel bandwidth in Hz -> transmission bandwidth configuration N_RB (TS 36.101 table 5.6-1).
-LTE_BANDWIDTHS: dict[float, int] = {
-    1.4e6: 6,
-    3e6: 15,
-    5e6: 25,
-    10e6: 50,
-    15e6: 75,
-    20e6: 100,
-}
 
 SCS = 15e3  # subcarrier spacing, 36.211 table 6.2.3-1
 _TS = 1.0 / 30.72e6  # basic time unit T_s, 36.211 4

@@ -31,34 +31,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from monitor.bandwidths import NR_RB_TABLE
 from monitor.synth.ofdm import CarrierGrid
 from monitor.synth.sequences import gold_sequence
 
 __all__ = [
-    "NR_RB_TABLE",
     "NrConfig",
     "nr_grid",
     "nr_min_guard_hz",
     "nr_occupied_hz",
     "ssb_first_symbols",
 ]
-
-#: Transmission bandwidth N_RB per (channel bandwidth, SCS), both in Hz: TS 38.101-1 table 5.3.2-1.
-NR_RB_TABLE: dict[tuple[int, int], int] = {
-    (int(bw * 1e6), int(scs * 1e3)): n_rb
-    for scs, row in {
-        15: {5: 25, 10: 52, 15: 79, 20: 106, 25: 133, 30: 160, 40: 216, 50: 270},
-        30: {
-            5: 11, 10: 24, 15: 38, 20: 51, 25: 65, 30: 78, 40: 106, 50: 133, 60: 162, 70: 189,
-            80: 217, 90: 245, 100: 273,
-        },
-        60: {
-            10: 11, 15: 18, 20: 24, 25: 31, 30: 38, 40: 51, 50: 65, 60: 79, 70: 93, 80: 107,
-            90: 121, 100: 135,
-        },
-    }.items()
-    for bw, n_rb in row.items()
-}
 
 SYMBOLS_PER_SLOT = 14
 _SSB_RB = 20

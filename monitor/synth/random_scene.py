@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.synth.lte import LTE_BANDWIDTHS
-from monitor.synth.nr import NR_RB_TABLE
+from monitor.bandwidths import LTE_BANDWIDTHS, NR_RB_TABLE
 from monitor.synth.scene import CarrierSpec, SceneSpec
 
 __all__ = ["SceneDistribution", "draw_scene"]

@@ -8,7 +8,7 @@ import logging
 import shlex
 from pathlib import Path
 
-from monitor.arguments import positive_float, positive_int
+from monitor.arguments import positive_float, positive_int, probability
 from monitor.errors import InputError
 
 __all__ = ["EVAL_EXAMPLES", "TRAIN_EXAMPLES", "add_commands"]
@@ -52,7 +52,8 @@ examples:
   # after prmnet train prmnet_cpu --run-dir runs/prmnet_cpu
   prmnet tune-bias runs/prmnet_cpu
   prmnet eval runs/prmnet_cpu/tuned.safetensors --data data/test
-The offsets are chosen on the run's own validation frames (never the test set) and folded into
+The offsets are chosen on the run's own validation frames (never the test set), the best mean
+IoU among those that call at most 1.5 % of the noise-only frames' pixels signal, and folded into
 the bias of the network's last convolution; runs/prmnet_cpu/tuned.json records them with the
 validation figures before and after.
 """
@@ -91,6 +92,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tune.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a prmnet train run folder")
+    tune.add_argument("--max-false-alarm", type=probability, default=None, metavar="P",
+                      help="keep the share of the noise-only validation frames' pixels called "
+                      "LTE or NR at most P (default 0.015, a margin under the 2 %% a noise "
+                      "recording may show; 1 for mean IoU alone)")
     tune.add_argument("--device", default="cpu", metavar="DEV",
                       help="cpu (default), cuda, cuda:N or auto")
     tune.set_defaults(func=_tune)
@@ -128,17 +133,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from monitor.train.bias import tune_run
+    from monitor.train.bias import MAX_FALSE_ALARM, tune_run
     from monitor.train.loop import pick_device
 
-    command = shlex.join(["prmnet", "tune-bias", str(args.run_dir)])
-    result = tune_run(args.run_dir, command, str(pick_device(args.device)))
+    bound = MAX_FALSE_ALARM if args.max_false_alarm is None else args.max_false_alarm
+    command = shlex.join(["prmnet", "tune-bias", str(args.run_dir),
+                          *(["--max-false-alarm", str(bound)] if bound != MAX_FALSE_ALARM
+                            else [])])
+    result = tune_run(args.run_dir, command, str(pick_device(args.device)), bound)
     print(f"offsets LTE {result.offsets[1]:+.2f}, NR {result.offsets[2]:+.2f}: validation mean "
           f"IoU {100 * result.before['miou']:.2f} % -> {100 * result.after['miou']:.2f} %, LTE "
           f"called NR {100 * result.before['lte_as_nr']:.1f} % -> "
           f"{100 * result.after['lte_as_nr']:.1f} %, NR called LTE "
           f"{100 * result.before['nr_as_lte']:.1f} % -> {100 * result.after['nr_as_lte']:.1f} "
-          f"% ({result.path})")
+          f"%, noise-only frames called signal {100 * result.before['false_alarm']:.2f} % -> "
+          f"{100 * result.after['false_alarm']:.2f} % ({result.path})")
     return 0
 
 
