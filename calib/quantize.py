@@ -185,7 +185,7 @@ def evaluate_graph(onnx: bytes, frames: FrameSet, limit: int | None = None,
                 raise InputError(f"the test frames are {tuple(truth.shape)}, the graph takes "
                                  f"{tuple(info.input_shape[2:])}")
             probs = runner.infer(x[None])
-            confusion.update(probs.argmax(dim=1)[0], truth)
+            confusion.update(probs.max(dim=1).indices[0], truth)
     return float(confusion.summary()["miou"])
 
 

@@ -381,3 +381,15 @@ def test_tune_bias_keeps_the_false_alarm_on_noise_only_frames_under_its_bound() 
     # bounded at 1.5 %: the offset must silence the empty frame, and the carrier with it
     _, cm = tune_bias(_LogitsFromInput(), frames, [0, 1], torch.device("cpu"))
     assert cm[0, 1] == 0 and cm[1, 1] == 0
+
+
+def test_view_kind_tells_views_inside_carriers_from_mixed_and_empty_ones() -> None:
+    from monitor.train.evaluate import INSIDE, MIXED, NOISE_ONLY, view_kind
+
+    mask = torch.ones(8, 8, dtype=torch.int64)
+    assert view_kind(mask) == INSIDE
+    mask[:, 6:] = 2
+    assert view_kind(mask) == INSIDE  # two carriers side by side, no noise
+    mask[:, :1] = 0
+    assert view_kind(mask) == MIXED
+    assert view_kind(torch.zeros(8, 8, dtype=torch.int64)) == NOISE_ONLY

@@ -4,7 +4,8 @@ On a test set (:func:`evaluate`): every frame whole (256x256), pixel metrics fro
 matrix (macro mean IoU over noise, LTE and NR, per-class IoU, pixel and mean accuracy, F1,
 precision, recall, the LTE/NR confusion), the same per SNR bin (a frame's SNR is the highest of
 its visible carriers'; bins of 5 dB from -10 to 30 dB, frames without a carrier in a bin of their
-own where the false-alarm share is what counts), and carrier-level precision and recall
+own where the false-alarm share is what counts), the same per kind of view (:func:`view_kind`:
+inside a carrier, carriers and noise, noise only), and carrier-level precision and recall
 (:mod:`monitor.train.metrics`). The forward pass is timed per frame.
 
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
@@ -62,6 +63,7 @@ __all__ = [
     "evaluate_captures",
     "format_report",
     "snr_bin",
+    "view_kind",
     "write_report",
 ]
 
@@ -69,6 +71,9 @@ SNR_EDGES = tuple(range(-10, 31, 5))
 SNR_BINS = tuple(f"{lo} to {hi} dB" for lo, hi in itertools.pairwise(SNR_EDGES))
 NOISE_ONLY = "noise only"
 UNKNOWN = "unknown"
+INSIDE = "inside a carrier"
+MIXED = "carriers and noise"
+VIEW_KINDS = (INSIDE, MIXED, NOISE_ONLY)
 MAX_OTHER_SHARE = 0.05
 MIN_SIGNAL_SHARE = 0.01
 MAX_FALSE_ALARM = 0.02
@@ -85,6 +90,8 @@ class EvalResult:
         confusion: pixel counts over every frame.
         by_snr: pixel counts per SNR bin.
         frames_by_snr: frames per SNR bin.
+        by_view: pixel counts per kind of view (see view_kind).
+        frames_by_view: frames per kind of view.
         carriers: carrier-level counts.
         seconds_per_frame: mean forward-pass time of one frame.
         batch_size: frames per forward pass.
@@ -97,6 +104,8 @@ class EvalResult:
     confusion: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
+    by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
+    frames_by_view: dict[str, int] = field(default_factory=dict)
     carriers: CarrierCounts = field(default_factory=CarrierCounts)
     seconds_per_frame: float = float("nan")
     batch_size: int = 1
@@ -111,6 +120,9 @@ class EvalResult:
                 by_snr[name] = {"frames": self.frames_by_snr[name], "miou": s["miou"],
                                 "pixel_accuracy": s["pixel_accuracy"],
                                 "false_alarm": _false_alarm(self.by_snr[name].matrix)}
+        by_view = {name: {"frames": self.frames_by_view[name],
+                          **self.by_view[name].summary()} for name in VIEW_KINDS
+                   if name in self.by_view}
         return json_safe({
             "model": self.card.model,
             "overrides": self.card.overrides,
@@ -120,6 +132,7 @@ class EvalResult:
             "pixels": self.confusion.summary(),
             "carriers": self.carriers.summary(),
             "by_snr": by_snr,
+            "by_view": by_view,
             "ms_per_frame": 1e3 * self.seconds_per_frame,
             "batch_size": self.batch_size,
             "threads": self.threads,
@@ -205,6 +218,14 @@ def snr_bin(snr_db: float | None) -> str:
     return SNR_BINS[k]
 
 
+def view_kind(mask: torch.Tensor) -> str:
+    """What a frame's class mask shows: no noise pixel (a view inside carriers, which at a scale
+    tied to the frame's own floor can look like noise), carriers and noise, or noise only."""
+    if not bool((mask == 0).any()):
+        return INSIDE
+    return MIXED if bool((mask != 0).any()) else NOISE_ONLY
+
+
 def evaluate(
     model: nn.Module,
     card: ModelCard,
@@ -250,6 +271,9 @@ def evaluate(
             result.carriers.update(spans, truth_spans)
             result.by_snr.setdefault(key, ConfusionMatrix()).update(pred, truth)
             result.frames_by_snr[key] = result.frames_by_snr.get(key, 0) + 1
+            kind = view_kind(truth)
+            result.by_view.setdefault(kind, ConfusionMatrix()).update(pred, truth)
+            result.frames_by_view[kind] = result.frames_by_view.get(kind, 0) + 1
     result.frames = count
     result.seconds_per_frame = seconds / max(count, 1)
     return result
@@ -316,7 +340,7 @@ def format_report(
         lines += [f"Test data: {data}.", ""]
     if results:
         lines += _models_table(results) + _pixel_table(results) + _carrier_table(results)
-        lines += _snr_table(results) + _confusion_tables(results)
+        lines += _snr_table(results) + _view_table(results) + _confusion_tables(results)
     for name, recs in captures.items():
         lines += _captures_table(name, recs)
     return "\n".join(lines).rstrip() + "\n"
@@ -478,6 +502,31 @@ def _snr_table(results: Sequence[EvalResult]) -> list[str]:
             else:
                 cells.append(_pct(r.by_snr[b].summary()["miou"]))
         lines.append(f"| {b} | {frames} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _view_table(results: Sequence[EvalResult]) -> list[str]:
+    kinds = [k for k in VIEW_KINDS if any(k in r.by_view for r in results)]
+    lines = ["## By kind of view (%)", "",
+             "Inside a carrier: no noise pixel in the frame; with the scale tied to the frame's "
+             "own floor, a view inside an evenly loaded carrier looks like noise. Each cell: mean "
+             "IoU / pixel accuracy (inside a carrier, the noise IoU is 0 wherever any noise is "
+             "called, so the accuracy says more); on noise-only frames, the false-alarm share.",
+             "",
+             "| view | frames | " + " | ".join(r.name for r in results) + " |",
+             "|---|---:|" + "---:|" * len(results)]
+    for k in kinds:
+        frames = max(r.frames_by_view.get(k, 0) for r in results)
+        cells = []
+        for r in results:
+            if k not in r.by_view:
+                cells.append("")
+            elif k == NOISE_ONLY:
+                cells.append(f"{_pct(_false_alarm(r.by_view[k].matrix))} false alarm")
+            else:
+                figures = r.by_view[k].summary()
+                cells.append(f"{_pct(figures['miou'])} / {_pct(figures['pixel_accuracy'])}")
+        lines.append(f"| {k} | {frames} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
