@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -491,17 +491,8 @@ def _snr_table(results: Sequence[EvalResult]) -> list[str]:
              "figure is the false-alarm share (noise pixels called LTE or NR).", "",
              "| SNR | frames | " + " | ".join(r.name for r in results) + " |",
              "|---|---:|" + "---:|" * len(results)]
-    for b in bins:
-        frames = max(r.frames_by_snr.get(b, 0) for r in results)
-        cells = []
-        for r in results:
-            if b not in r.by_snr:
-                cells.append("")
-            elif b == NOISE_ONLY:
-                cells.append(f"{_pct(_false_alarm(r.by_snr[b].matrix))} false alarm")
-            else:
-                cells.append(_pct(r.by_snr[b].summary()["miou"]))
-        lines.append(f"| {b} | {frames} | " + " | ".join(cells) + " |")
+    lines += _group_rows(results, bins, lambda r: (r.by_snr, r.frames_by_snr),
+                         lambda s: _pct(s["miou"]))
     return [*lines, ""]
 
 
@@ -515,19 +506,33 @@ def _view_table(results: Sequence[EvalResult]) -> list[str]:
              "",
              "| view | frames | " + " | ".join(r.name for r in results) + " |",
              "|---|---:|" + "---:|" * len(results)]
-    for k in kinds:
-        frames = max(r.frames_by_view.get(k, 0) for r in results)
+    lines += _group_rows(results, kinds, lambda r: (r.by_view, r.frames_by_view),
+                         lambda s: f"{_pct(s['miou'])} / {_pct(s['pixel_accuracy'])}")
+    return [*lines, ""]
+
+
+def _group_rows(
+    results: Sequence[EvalResult],
+    keys: Sequence[str],
+    groups: Callable[[EvalResult], tuple[dict[str, ConfusionMatrix], dict[str, int]]],
+    figure: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """A table row per group of frames: the frames, and each model's figure (on noise-only
+    frames, the false-alarm share)."""
+    rows = []
+    for key in keys:
+        frames = max(groups(r)[1].get(key, 0) for r in results)
         cells = []
         for r in results:
-            if k not in r.by_view:
+            matrices = groups(r)[0]
+            if key not in matrices:
                 cells.append("")
-            elif k == NOISE_ONLY:
-                cells.append(f"{_pct(_false_alarm(r.by_view[k].matrix))} false alarm")
+            elif key == NOISE_ONLY:
+                cells.append(f"{_pct(_false_alarm(matrices[key].matrix))} false alarm")
             else:
-                figures = r.by_view[k].summary()
-                cells.append(f"{_pct(figures['miou'])} / {_pct(figures['pixel_accuracy'])}")
-        lines.append(f"| {k} | {frames} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+                cells.append(figure(matrices[key].summary()))
+        rows.append(f"| {key} | {frames} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _confusion_tables(results: Sequence[EvalResult]) -> list[str]:
