@@ -199,9 +199,10 @@ class Processor:
         new = min(self._stretch_rows - self._tracked_rows, held)
         first_row = self._stretch_rows - new
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
-        power = frame[held - new :].cpu().numpy()
+        power = frame[held - new :].cpu().numpy()  # dBFS rows are float32 already
+        chunk_classes = classes[held - new :].cpu().numpy()
         self._tracked_rows = self._stretch_rows
         self.counts.frames_segmented += 1
         self.counts.segment_seconds.append(time.perf_counter() - started)
         self.latest = self._result(frame, classes)
-        return self.tracker.update(first_row, chunk, power)  # dBFS rows are float32 already
+        return self.tracker.update(first_row, chunk, power, chunk_classes)

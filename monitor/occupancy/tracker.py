@@ -118,16 +118,19 @@ class Tracker:
         self.center_freq = center_freq
         return closed
 
-    def update(self, first_row: int, probs: np.ndarray, power_db: np.ndarray) -> list[Emission]:
+    def update(self, first_row: int, probs: np.ndarray, power_db: np.ndarray,
+               classes: np.ndarray | None = None) -> list[Emission]:
         """Feed a chunk of rows; return the emissions that closed.
 
         Args:
             first_row: index of the chunk's first row in the current stretch.
             probs: float, (rows, width, classes): class probabilities.
             power_db: float, (rows, width): pixel power, dBFS.
+            classes: int, (rows, width): the class of every pixel, the argmax of ``probs``
+                where the caller has it already.
         """
         rows = probs.shape[0]
-        winner = probs.argmax(axis=-1)
+        winner = probs.argmax(axis=-1) if classes is None else classes
         signal = winner != 0
         seen: set[int] = set()
         for _, low, high in carriers(winner):
