@@ -119,6 +119,7 @@ class EvalResult:
                 s = self.by_snr[name].summary()
                 by_snr[name] = {"frames": self.frames_by_snr[name], "miou": s["miou"],
                                 "pixel_accuracy": s["pixel_accuracy"],
+                                "lte_as_nr": s["lte_as_nr"], "nr_as_lte": s["nr_as_lte"],
                                 "false_alarm": _false_alarm(self.by_snr[name].matrix)}
         by_view = {name: {"frames": self.frames_by_view[name],
                           **self.by_view[name].summary()} for name in VIEW_KINDS
@@ -493,6 +494,12 @@ def _snr_table(results: Sequence[EvalResult]) -> list[str]:
              "|---|---:|" + "---:|" * len(results)]
     lines += _group_rows(results, bins, lambda r: (r.by_snr, r.frames_by_snr),
                          lambda s: _pct(s["miou"]))
+    lines += ["", "LTE called NR / NR called LTE by SNR (%):", "",
+              "| SNR | frames | " + " | ".join(r.name for r in results) + " |",
+              "|---|---:|" + "---:|" * len(results)]
+    lines += _group_rows(results, [b for b in bins if b != NOISE_ONLY],
+                         lambda r: (r.by_snr, r.frames_by_snr),
+                         lambda s: f"{_pct(s['lte_as_nr'])} / {_pct(s['nr_as_lte'])}")
     return [*lines, ""]
 
 
