@@ -176,8 +176,6 @@ def _captures() -> list:
 #: What the shipped model gets wrong on the real recordings (measured with this test).
 CAPTURE_FAILURES = {
     "nr-n1-2157-starhub": "LTE called on the 2 ms recording of a 25 MHz NR carrier at 15 kHz",
-    "lte-fdd-1860-rtlsdr": "a view inside a 20 MHz LTE carrier is mostly called noise; of the "
-    "two short slivers logged, the NR one holds 14 % of the logged band-time",
 }
 
 
