@@ -4,10 +4,10 @@ The reader thread iterates the source and never waits on processing: for a live 
 queue drops its oldest block (every dropped sample counted); for a recording the reader waits
 instead, so nothing is lost. The processing loop runs in the thread that calls
 :meth:`Pipeline.run` (the main thread headless, a worker thread under the GUI); it falls behind
-when the queue holds more than half its capacity, and then skips frames (counted) rather than
-let the queue overflow. Gaps in the stream are found from sample indices, whatever caused them.
-Closed emissions go to every sink as they close; the GUI reads :attr:`Pipeline.latest` and
-:meth:`Pipeline.snapshot`, which the processing loop publishes.
+when the queue holds more than ``BEHIND_SHARE`` of its capacity, and then skips frames (counted)
+rather than let the queue overflow. Gaps in the stream are found from sample indices, whatever
+caused them. Closed emissions go to every sink as they close; the GUI reads
+:attr:`Pipeline.latest` and :meth:`Pipeline.snapshot`, which the processing loop publishes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ __all__ = ["BlockSink", "EmissionSink", "Pipeline"]
 log = logging.getLogger(__name__)
 
 QUEUE_SECONDS = 1.0
+#: The queue fill (share of its capacity) past which a live stream's processing is behind and
+#: skips frames. A quarter leaves three quarters of a second for a stall of the machine before
+#: samples are dropped, and keeps a sample's wait in the queue short.
+BEHIND_SHARE = 0.25
 
 
 class EmissionSink(Protocol):
@@ -117,7 +121,8 @@ class Pipeline:
                     block = _clip(block, stop_sample)
                     if block is None:
                         break
-                behind = self.source.live and self._queued_samples() > capacity_samples / 2
+                behind = (self.source.live
+                          and self._queued_samples() > BEHIND_SHARE * capacity_samples)
                 self.stats.count_block(len(block.samples), block.lost_before,
                                        block.discarded_before)
                 self._account_gap(block)
