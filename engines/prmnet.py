@@ -535,8 +535,7 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     the head's BatchNorm is folded into the two convs whose outputs it normalises (the head's
     skip conv and the body's 1x1 projection). On the CPU this saved 7 % of ``prmnet_cpu``'s
     time (48.0 against 51.5 ms a frame, one thread, same run). Any other model comes back as
-    it is. The copy is for inference
-    only: its norms use the running statistics and are gone.
+    it is. The copy is for inference only: its norms use the running statistics and are gone.
     """
     if not isinstance(model, PRMNet) or not (
         isinstance(model.msfe.norm, nn.BatchNorm2d) and isinstance(model.head.norm, nn.BatchNorm2d)

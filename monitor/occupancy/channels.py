@@ -16,7 +16,7 @@ import math
 
 from monitor.bandwidths import LTE_BANDWIDTHS, NR_RB_TABLE
 
-__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "fit_channel"]
+__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "fit_channel", "wholly_in_view"]
 
 #: The channel bandwidths of each class, Hz, ascending.
 CHANNEL_BANDWIDTHS: dict[str, tuple[float, ...]] = {
@@ -46,3 +46,9 @@ def fit_channel(label: str, low_hz: float, high_hz: float) -> tuple[float, float
         return low_hz, high_hz
     centre = 0.5 * (low_hz + high_hz)
     return centre - 0.5 * bandwidth, centre + 0.5 * bandwidth
+
+
+def wholly_in_view(low_px: float, high_px: float, width: int) -> bool:
+    """Whether a span of pixel columns ``[low_px, high_px)`` leaves a column of the view beyond
+    each of its edges: only then are both of its edges seen, and only then is it fitted."""
+    return low_px >= 1 and high_px <= width - 1

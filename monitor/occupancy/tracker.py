@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.channels import fit_channel
+from monitor.occupancy.channels import fit_channel, wholly_in_view
 from monitor.occupancy.emission import Emission
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carriers",
@@ -200,7 +200,7 @@ class Tracker:
             if confidence < self.min_confidence:
                 self.unconfident += 1
                 continue
-            if self.fit_channels and e.low_px >= 1 and e.high_px <= g.width - 1:
+            if self.fit_channels and wholly_in_view(e.low_px, e.high_px, g.width):
                 low, high = fit_channel(LABELS[cls], low, high)
             out.append(Emission(
                 start_time=clock.sample_time(start),

@@ -42,10 +42,9 @@ from monitor.errors import InputError
 from monitor.train.cards import load_checkpoint, save_checkpoint
 from monitor.train.data import collate, open_frames
 from monitor.train.loop import BEST, TrainConfig, split_data, validate
-from monitor.train.metrics import summarize_confusion
+from monitor.train.metrics import false_alarm, summarize_confusion
 
-__all__ = ["GRID", "MAX_FALSE_ALARM", "BiasResult", "classifier", "false_alarm", "tune_bias",
-           "tune_run"]
+__all__ = ["GRID", "MAX_FALSE_ALARM", "BiasResult", "classifier", "tune_bias", "tune_run"]
 
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 2)
 """Offsets tried for LTE and for NR, each (noise's is 0)."""
@@ -115,19 +114,13 @@ def tune_bias(model: nn.Module, frames: Any, indices: list[int], device: torch.d
     for lte in GRID:
         for nr in GRID:
             cm = _confusion(pixels, a + lte, b + nr)
-            alarm = _confusion(hist[-1:], a + lte, b + nr)[0]
+            alarm = _confusion(hist[-1:], a + lte, b + nr)  # the noise row alone
             candidates.append((false_alarm(alarm), summarize_confusion(cm)["miou"],
                                (0.0, float(lte), float(nr)), cm))
     bound = math.inf if max_false_alarm is None or not hist[-1].any() else max_false_alarm
     allowed = [c for c in candidates if c[0] <= bound] or [min(candidates, key=lambda c: c[0])]
     best = max(allowed, key=lambda c: c[1])  # the first of equals: GRID order
     return best[2], best[3]
-
-
-def false_alarm(counts: np.ndarray) -> float:
-    """Share of noise pixels called LTE or NR, from the [noise, LTE, NR] counts they got."""
-    total = counts.sum()
-    return float(counts[1:].sum() / total) if total else math.nan
 
 
 def _confusion(hist: np.ndarray, lte: np.ndarray, nr: np.ndarray) -> np.ndarray:
@@ -174,5 +167,7 @@ def _validate(model: nn.Module, frames: Any, indices: list[int], empty: list[int
               device: torch.device) -> dict[str, Any]:
     """The validation figures, with the false alarm on the noise-only frames ``empty``."""
     figures = validate(model, frames, indices, device)
-    alarm = validate(model, frames, empty, device)["confusion"][0] if empty else []
-    return {**figures, "false_alarm": false_alarm(np.asarray(alarm)) if empty else math.nan}
+    if not empty:
+        return {**figures, "false_alarm": math.nan}
+    noise_only = np.asarray(validate(model, frames, empty, device)["confusion"])
+    return {**figures, "false_alarm": false_alarm(noise_only)}

@@ -49,6 +49,7 @@ from monitor.train.metrics import (
     CarrierCounts,
     ConfusionMatrix,
     edge_errors,
+    false_alarm,
     predicted_carriers,
     truth_carriers,
 )
@@ -120,7 +121,7 @@ class EvalResult:
                 by_snr[name] = {"frames": self.frames_by_snr[name], "miou": s["miou"],
                                 "pixel_accuracy": s["pixel_accuracy"],
                                 "lte_as_nr": s["lte_as_nr"], "nr_as_lte": s["nr_as_lte"],
-                                "false_alarm": _false_alarm(self.by_snr[name].matrix)}
+                                "false_alarm": false_alarm(self.by_snr[name].matrix)}
         by_view = {name: {"frames": self.frames_by_view[name],
                           **self.by_view[name].summary()} for name in VIEW_KINDS
                    if name in self.by_view}
@@ -403,12 +404,6 @@ def _frame_snr(meta: dict[str, Any], geometry: Any) -> float | None:
     return max(snrs) if snrs else None
 
 
-def _false_alarm(matrix: torch.Tensor) -> float:
-    """Share of true noise pixels called LTE or NR."""
-    noise = matrix[0].sum()
-    return float(matrix[0, 1:].sum() / noise) if noise else float("nan")
-
-
 def _read_truth(folder: Path) -> list[dict[str, Any]]:
     path = folder / "truth.json"
     try:
@@ -535,7 +530,7 @@ def _group_rows(
             if key not in matrices:
                 cells.append("")
             elif key == NOISE_ONLY:
-                cells.append(f"{_pct(_false_alarm(matrices[key].matrix))} false alarm")
+                cells.append(f"{_pct(false_alarm(matrices[key].matrix))} false alarm")
             else:
                 cells.append(figure(matrices[key].summary()))
         rows.append(f"| {key} | {frames} | " + " | ".join(cells) + " |")

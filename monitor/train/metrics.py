@@ -29,13 +29,14 @@ import torch
 
 from engines.prmnet import CLASS_NAMES
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.channels import fit_channel
+from monitor.occupancy.channels import fit_channel, wholly_in_view
 
 __all__ = [
     "CarrierCounts",
     "ConfusionMatrix",
     "Span",
     "edge_errors",
+    "false_alarm",
     "match_carriers",
     "predicted_carriers",
     "span_iou",
@@ -120,6 +121,14 @@ def summarize_confusion(matrix: torch.Tensor | np.ndarray) -> dict[str, Any]:
     }
 
 
+def false_alarm(matrix: torch.Tensor | np.ndarray) -> float:
+    """Share of the true noise pixels called LTE or NR, from a confusion matrix
+    ``[truth, prediction]`` (NaN without noise pixels)."""
+    noise = matrix[0]
+    total = float(noise.sum())
+    return float(noise[1:].sum()) / total if total else math.nan
+
+
 def _nanmean(values: torch.Tensor) -> float:
     defined = values[~values.isnan()]
     return float(defined.mean()) if defined.numel() else math.nan
@@ -192,7 +201,8 @@ def edge_errors(
     for p, t in match_carriers(predicted, [span for _, span in visible]):
         carrier = next(c for c, span in visible if span is t)
         low, high = carrier["freq_low_hz"], carrier["freq_high_hz"]
-        if low < centres[0] or high > centres[-1] or p.low < 1 or p.high > geometry.width - 1:
+        if low < centres[0] or high > centres[-1] or not wholly_in_view(p.low, p.high,
+                                                                        geometry.width):
             continue
         painted = (centres[p.low] - half, centres[p.high - 1] + half)
         fitted = fit_channel(CLASS_NAMES[p.cls], *painted)
