@@ -145,7 +145,8 @@ def test_rtl_tcp_stream_of_a_recording_logs_its_carriers(tmp_path: Path) -> None
     meta = _record(case, tmp_path)
     recording = open_recording(meta)
     assert recording.fmt == parse_datatype("cu8")
-    server = RtlTcpServer(np.asarray(recording.samples).tobytes(), rate=case.rate)
+    # looped, as a radio never runs out; the stream begins once the monitor has loaded its model
+    server = RtlTcpServer(np.asarray(recording.samples).tobytes(), rate=case.rate, loop=True)
     log, stats = tmp_path / "occ.jsonl", tmp_path / "stats.json"
     try:
         status = monitor_main([

@@ -244,6 +244,24 @@ def test_settle_time_discards_the_first_transfers() -> None:
     _check(blocks, data, skip=skipped[0] * TRANSFER)
 
 
+def test_transfers_queued_before_the_first_read_are_skipped() -> None:
+    """The monitor opens the radio, then loads its model: the transfers queued meanwhile (and
+    the ones the full queue dropped) are stale, not lost."""
+    data = _data(1.5)
+    with _source(fake_driver(data), queue_transfers=256) as source:  # 0.44 s
+        time.sleep(0.6)
+        started = time.monotonic()
+        blocks = _collect(source, round(0.3 * RATE))
+        elapsed = time.monotonic() - started
+    reference = _iq(data).reshape(-1, TRANSFER)
+    first = [k for k in range(len(reference)) if np.array_equal(reference[k], blocks[0].samples)]
+    assert len(first) == 1 and first[0] * TRANSFER >= 0.5 * RATE
+    _check(blocks, data, skip=first[0] * TRANSFER)
+    assert blocks[0].first_sample == 0 and source.stats.samples_lost == 0
+    assert source.stats.dropped_transfers == 0
+    assert elapsed > 0.2  # at the radio's pace from then on
+
+
 def test_a_slow_reader_loses_whole_transfers_and_counts_every_sample() -> None:
     data = _data(1.0)
     driver = fake_driver(data)

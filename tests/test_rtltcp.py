@@ -113,6 +113,31 @@ def test_settle_time_is_skipped_before_the_stream_begins(serve) -> None:
     np.testing.assert_array_equal(got, _iq(server.data)[skipped : skipped + len(got)])
 
 
+def test_a_backlog_from_before_the_first_read_is_skipped(tmp_path: Path) -> None:
+    """The monitor connects, then loads its model: what the server made meanwhile is stale, and
+    read at once it would come faster than real time."""
+    server = RtlTcpServer(_recording(tmp_path, seconds=2.0), rate=RATE)
+    try:
+        with _source(server, stall_timeout=0.5) as source:  # shorter than the wait: no alarm
+            time.sleep(0.8)
+            started = time.monotonic()
+            blocks = _collect(source, round(0.4 * RATE))
+            elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    reference = _iq(server.data)
+    head = blocks[0].samples[:64]
+    first = next(int(k) for k in np.flatnonzero(reference == head[0])
+                 if np.array_equal(reference[k : k + len(head)], head))
+    got = np.concatenate([b.samples for b in blocks])
+    np.testing.assert_array_equal(got, reference[first : first + len(got)])
+    assert first >= 0.7 * RATE
+    assert blocks[0].first_sample == 0 and source.stats.samples_lost == 0
+    assert server.connections == 1
+    # the stream then comes at its pace: 0.4 s of it takes most of 0.4 s, not a burst
+    assert elapsed > 0.3
+
+
 def test_odd_chunks_keep_i_and_q_paired(serve) -> None:
     server = serve(chunk=1001)
     with _source(server, block_samples=3000) as source:

@@ -254,6 +254,19 @@ def test_partial_reads_and_timeouts_fill_whole_blocks() -> None:
     assert source.stats.samples_received == len(blocks) * BLOCK
 
 
+def test_what_the_driver_buffered_before_the_first_read_is_skipped() -> None:
+    """The monitor opens the radio, then loads its model: the samples the driver buffered
+    meanwhile (here all of them come at once) are stale, up to what the radio made."""
+    soapy = FakeSoapy([[]], seconds=0.6)
+    with _source(soapy) as source:
+        time.sleep(0.35)
+        blocks = _collect(source, 10_000)
+    first = int(np.flatnonzero(soapy.data == blocks[0].samples[0])[0])
+    assert 0.3 * RATE <= first < 0.5 * RATE
+    _check(blocks, soapy.data[first:])
+    assert blocks[0].first_sample == 0 and source.stats.samples_lost == 0
+
+
 def test_an_overflow_with_timestamps_counts_the_samples_lost() -> None:
     soapy = FakeSoapy([[3000, "overflow:1000"]])
     with _source(soapy) as source:

@@ -35,6 +35,7 @@ from monitor.sources.base import IQBlock, Source
 
 __all__ = [
     "RTL_DEFAULT_RATE",
+    "STALE_S",
     "Backoff",
     "BlockStamper",
     "DcBlocker",
@@ -54,6 +55,10 @@ DEVICE_FORMS = "rtlsdr[:INDEX|:SERIAL], rtltcp:HOST:PORT, soapy:KEY=VALUE,..., s
 RTL_TCP_DEFAULT_PORT = 1234
 #: An RTL-SDR's rate when none is asked for: its highest without dropped samples on most hosts.
 RTL_DEFAULT_RATE = 2.4e6
+#: A radio streams from when it is opened, before the monitor has loaded its model; a backlog of
+#: more than this many seconds when the stream begins is discarded (the monitor counts itself
+#: behind from a quarter of a second queued).
+STALE_S = 0.25
 _SOAPY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 

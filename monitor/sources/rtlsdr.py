@@ -23,6 +23,12 @@ A radio that stops delivering for ``stall_timeout`` seconds is treated as lost t
 A retune stops the stream, tunes and starts it again (pyrtlsdr closes the device when a tuning
 call fails, which librtlsdr cannot do while it streams); the samples of the pause and of the
 settle time after it are discarded.
+
+The radio streams from :meth:`RtlSdrSource.open`, which the monitor calls before it loads its
+model (a missing radio is the first thing to report); the transfers queued in the meantime are
+discarded when the stream begins if they hold more than ``STALE_S`` of stream. They are stale
+for a live view, and taken at once they would arrive faster than real time and overflow the
+monitor's queue.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from monitor.errors import DeviceError, InputError
 from monitor.iq_formats import from_raw, parse_datatype
 from monitor.sources.base import IQBlock
 from monitor.sources.radio import (
+    STALE_S,
     Backoff,
     BlockStamper,
     RadioSource,
@@ -303,6 +310,7 @@ class RtlSdrSource(RadioSource):
             DeviceError: the radio was lost and ``max_reconnects`` attempts failed.
         """
         self.open()
+        self._skip_backlog()
         while not self._stop.is_set():
             session = self._session
             if session is None:
@@ -324,6 +332,25 @@ class RtlSdrSource(RadioSource):
             if block is not None:
                 self._backoff.reset()
                 yield block
+
+    def _skip_backlog(self) -> None:
+        """Discard the transfers queued before the first read when they hold more than
+        ``STALE_S`` of stream; the ones the queue had no room for are not counted as dropped
+        either: the stream begins after them."""
+        with self._lock:
+            session = self._session
+            if session is None:
+                return
+            self._seen_dropped = session.dropped
+            if self._queue.qsize() * self._transfer_bytes < 2 * STALE_S * self.sample_rate:
+                return
+            while True:
+                try:
+                    number, start, raw, _ = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if number == session.number:
+                    self._expected = start + len(raw) // 2
 
     def _take(
         self, session: _Session, number: int, start: int, raw: np.ndarray, arrival: float

@@ -14,6 +14,11 @@ drops the connection, is reconnected with backoff. The samples of
 the gap are counted as lost from the wall clock (what the server had buffered when the link broke
 cannot be known). The first ``settle_s`` of samples after connecting, and after a retune also the
 bytes already waiting in the socket, belong to the server's old settings and are discarded.
+
+The server streams from the moment it is connected, and the monitor connects before it loads its
+model (a missing server is the first thing to report). What piles up in the meantime is
+discarded when the stream begins: it is stale for a live view, and read at once it would arrive
+faster than real time and overflow the monitor's queue.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from monitor.errors import DeviceError, InputError
 from monitor.iq_formats import from_raw, parse_datatype
 from monitor.sources.base import IQBlock
 from monitor.sources.radio import (
+    STALE_S,
     Backoff,
     BlockStamper,
     RadioSource,
@@ -144,6 +150,7 @@ class RtlTcpSource(RadioSource):
         self._last_mono = 0.0
         self._window_start = 0.0
         self._window_bytes = 0
+        self._connected_mono = 0.0
         self._scratch = memoryview(bytearray(min(self._block_bytes, 1 << 16)))
 
     @property
@@ -211,6 +218,7 @@ class RtlTcpSource(RadioSource):
             DeviceError: the link was lost and ``max_reconnects`` attempts failed.
         """
         self.open()
+        self._skip_backlog()
         buf = np.empty(self._block_bytes, np.uint8)
         view = memoryview(buf)
         filled = 0
@@ -264,15 +272,39 @@ class RtlTcpSource(RadioSource):
             self._skipped = odd
         log.info("%s: retuned to %.6g Hz", self.name, freq)
 
-    def _receive(self, view: memoryview) -> int:
+    def _skip_backlog(self) -> None:
+        """Discard what the server has made since the connection when that is more than
+        ``STALE_S`` of stream. It is counted from the clock, not from what waits here: most of
+        a backlog waits in the server (its send buffer and, in rtl_tcp, its list of transfers)
+        and would follow in a burst."""
+        with self._io:
+            if self._sock is None:
+                return
+            now = time.monotonic()
+            # the stall and trickle checks start with the stream, not with the connection
+            self._last_mono = self._window_start = now
+            self._window_bytes = 0
+            made = round((now - self._connected_mono) * self.sample_rate)
+            if made < STALE_S * self.sample_rate:
+                return
+            self._skip = max(self._skip, 2 * made)  # the settle time is part of it
+            try:
+                self._receive(None)
+            except _LinkError as exc:
+                log.warning("%s lost: %s; reconnecting", self.name, exc)
+                self._disconnect()
+
+    def _receive(self, view: memoryview | None) -> int:
         """Receive into ``view`` (after any bytes to skip); 0 when interrupted by close or a
-        retune.
+        retune, or once the bytes to skip are gone where ``view`` is None.
 
         Raises:
             _LinkError: the server closed, failed or fell silent for ``stall_timeout``.
         """
         assert self._sock is not None
         while True:
+            if view is None and not self._skip:
+                return 0
             target = self._scratch[: min(self._skip, len(self._scratch))] if self._skip else view
             try:
                 got = self._sock.recv_into(target)
@@ -362,6 +394,7 @@ class RtlTcpSource(RadioSource):
             raise
         self._tuner, self._gain_count = TUNERS[tuner], gains
         self._window_start, self._window_bytes = time.monotonic(), 0
+        self._connected_mono = self._window_start
         if self._stamper.center_freq != self._center_freq:
             self._stamper.retune(self._center_freq)
         self._last_wall, self._last_mono = time.time(), time.monotonic()

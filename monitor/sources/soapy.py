@@ -14,6 +14,12 @@ timestamps and counted in the samples, otherwise only the event is counted and t
 loses step with the true time by the unknown loss); any other error or an exception: the radio
 is closed and reopened with backoff, and the gap is counted as lost from the wall clock.
 
+The radio streams from :meth:`SoapySource.open`, which the monitor calls before it loads its
+model (a missing radio is the first thing to report). When it has made more than ``STALE_S`` of
+stream by the first read, what the driver buffered meanwhile is discarded: the reads that return
+at once, up to what the radio made. It is stale for a live view, and read at once it would
+arrive faster than real time and overflow the monitor's queue.
+
 DC spike: where the driver has automatic DC offset correction it is switched on, and
 :class:`~monitor.sources.radio.DcBlocker` removes what is left.
 """
@@ -37,6 +43,7 @@ import numpy as np
 from monitor.errors import DeviceError, InputError
 from monitor.sources.base import IQBlock
 from monitor.sources.radio import (
+    STALE_S,
     Backoff,
     BlockStamper,
     RadioSource,
@@ -223,6 +230,7 @@ class SoapySource(RadioSource):
         self._overflowed = False
         self._last_wall = 0.0
         self._last_mono = 0.0
+        self._activated_mono = 0.0
 
     def open(self) -> None:
         """Load the bindings, open and configure the radio, start its stream.
@@ -278,6 +286,7 @@ class SoapySource(RadioSource):
             DeviceError: the radio was lost and ``max_reconnects`` attempts failed.
         """
         self.open()
+        self._skip_backlog()
         buf = np.empty(self._block_samples, np.complex64)
         filled = 0
         while not self._stop.is_set():
@@ -301,6 +310,31 @@ class SoapySource(RadioSource):
             if filled == len(buf):
                 yield self._block(buf)
                 filled = 0
+
+    def _skip_backlog(self) -> None:
+        """Discard what the driver buffered before the first read (see the module's doc)."""
+        with self._lock:
+            if self._device is None:
+                return
+            made = round((time.monotonic() - self._activated_mono) * self.sample_rate)
+            if made < STALE_S * self.sample_rate:
+                return
+            buf = np.empty(self._block_samples, np.complex64)
+            drained = 0
+            while drained < made:
+                try:
+                    result = self._device.readStream(self._stream, [buf],
+                                                     min(len(buf), made - drained), timeoutUs=0)
+                except (RuntimeError, OSError):
+                    break  # the first read proper meets it again and reconnects
+                if result.ret > 0:
+                    drained += result.ret
+                elif result.ret != _OVERFLOW:  # the driver's buffer overflowed meanwhile
+                    break
+            self._skip = max(0, self._skip - drained)  # the settle time is part of it
+            self._next_ns, self._overflowed = None, False
+            self._last_wall, self._last_mono = time.time(), time.monotonic()
+        log.debug("%s: %d samples from before the first read discarded", self._label, drained)
 
     def _block(self, samples: np.ndarray) -> IQBlock:
         self._backoff.reset()
@@ -424,6 +458,7 @@ class SoapySource(RadioSource):
         self._skip = round(self._settle_s * self.sample_rate)
         self._next_ns, self._overflowed = None, False
         self._last_wall, self._last_mono = time.time(), time.monotonic()
+        self._activated_mono = self._last_mono
 
     def _configure(self, device: Any) -> None:
         """Rate, bandwidth, antenna, correction, DC, frequency, gain.
