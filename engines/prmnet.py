@@ -92,6 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from engines.time_pool import check_time_pool, pooled_forward
 from engines.unet import UNET_CONFIGS, unet_s
 
 __all__ = [
@@ -435,17 +436,15 @@ class PRMNet(nn.Module):
             spare_head_norms: Register the authors' two unused head norms (published: True),
                 for their parameter count; the output does not depend on it.
             time_pool: Average this many input rows (time) into one before the network and
-                stretch the logits back after it (published: 1). A CPU economy: the cost falls
-                by the factor, the frequency resolution (carrier edges) stays whole.
+                stretch the logits back after it (published: 1); see
+                :mod:`engines.time_pool`.
             norm_layer: Norm of the MSFE and of the head (BatchNorm published).
             act_layer: Activation everywhere (ReLU published); called with ``inplace=True``.
         """
         super().__init__()
-        if time_pool < 1:
-            raise ValueError(f"time_pool must be at least 1, got {time_pool}")
         self.in_chans = in_chans
         self.num_classes = num_classes
-        self.time_pool = time_pool
+        self.time_pool = check_time_pool(time_pool)
         self.msfe = MultiScaleStem(in_chans, ms_width, norm_layer=norm_layer, act_layer=act_layer)
         self.body = PRMBody(self.msfe.out_chans, width, act_layer=act_layer)
         self.head = PRMHead(
@@ -518,13 +517,9 @@ class PRMNet(nn.Module):
         Raises:
             ValueError: If the input's shape is not one the network accepts.
         """
-        if self.time_pool == 1:
-            return self.forward_head(*self.forward_features(x))
         self._check_input(x, self.time_pool)
-        # a mean over a reshape: avg_pool2d with a (k, 1) window takes a slow path on the CPU
-        pooled = x.unflatten(-2, (-1, self.time_pool)).mean(dim=-2)
-        logits = self.forward_head(*self.forward_features(pooled))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return pooled_forward(lambda p: self.forward_head(*self.forward_features(p)), x,
+                              self.time_pool)
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:

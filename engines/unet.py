@@ -6,6 +6,9 @@ BatchNorm and ReLU, 2x2 max-pool down, bilinear x2 up, concatenation with the sk
 classifier. Same convention as :class:`engines.prmnet.PRMNet`: ``(N, in_chans, H, W)`` in,
 ``(N, num_classes, H, W)`` logits out, classes in ``engines.prmnet.CLASS_NAMES`` order.
 
+``time_pool`` (:mod:`engines.time_pool`) runs it on input rows averaged in groups, as
+``prmnet_cpu`` does, at a fraction of the cost.
+
 ``unet_s`` is sized to cost about as much as ``prmnet_w16`` (convolution FLOPs at 256x256, one
 input channel): :func:`unet_matching_flops` finds the base width for any other target.
 """
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.complexity import conv_flops
+from engines.time_pool import check_time_pool, pooled_forward
 
 __all__ = ["UNET_CONFIGS", "UNet", "unet_matching_flops", "unet_s"]
 
@@ -65,7 +69,7 @@ class DoubleConv(nn.Module):
 class UNet(nn.Module):
     """U-Net with ``depth`` poolings; level ``i`` has ``base_width * 2**i`` channels.
 
-    Input sides must be multiples of ``2**depth``.
+    Input width must be a multiple of ``2**depth``, height of ``2**depth * time_pool``.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class UNet(nn.Module):
         num_classes: int = 3,
         base_width: int = 16,
         depth: int = 4,
+        time_pool: int = 1,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
@@ -84,6 +89,8 @@ class UNet(nn.Module):
             num_classes: Output classes.
             base_width: Channels at full resolution; doubled at each level down.
             depth: Number of 2x2 poolings (levels below full resolution).
+            time_pool: Average this many input rows (time) into one before the network and
+                stretch the logits back after it.
             norm_layer: Norm after every 3x3 conv.
             act_layer: Activation after every norm.
         """
@@ -91,6 +98,7 @@ class UNet(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.depth = depth
+        self.time_pool = check_time_pool(time_pool)
         widths = [base_width * 2**i for i in range(depth + 1)]
         self.stem = DoubleConv(in_chans, widths[0], norm_layer, act_layer)
         self.down = nn.ModuleList(
@@ -102,18 +110,21 @@ class UNet(nn.Module):
         )
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)``, H, W multiples of 2**depth."""
+    def _check_input(self, x: torch.Tensor, time_pool: int = 1) -> None:
+        """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)``, W a multiple of
+        ``2**depth`` and H of ``2**depth * time_pool``."""
         multiple = 2**self.depth
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             raise ValueError(
                 f"UNet expects input of shape (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
-        if height % multiple or width % multiple:
+        if height % (multiple * time_pool) or width % multiple:
             raise ValueError(
-                f"UNet input height and width must be multiples of {multiple} ({self.depth} "
-                f"poolings), got {height}x{width}; pad or crop the spectrogram frame"
+                f"UNet input height must be a multiple of {multiple * time_pool} and width of "
+                f"{multiple} ({self.depth} poolings"
+                + (f", after {time_pool} rows are pooled" if time_pool > 1 else "")
+                + f"), got {height}x{width}; pad or crop the spectrogram frame"
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +157,8 @@ class UNet(nn.Module):
         """Segment a batch of spectrograms.
 
         Args:
-            x: Input of shape ``(N, in_chans, H, W)``, H and W multiples of ``2**depth``.
+            x: Input of shape ``(N, in_chans, H, W)``, W a multiple of ``2**depth``, H of
+                ``2**depth * time_pool``.
 
         Returns:
             Logits of shape ``(N, num_classes, H, W)``.
@@ -154,7 +166,9 @@ class UNet(nn.Module):
         Raises:
             ValueError: If the input's shape is not one the network accepts.
         """
-        return self.forward_head(self.forward_features(x))
+        self._check_input(x, self.time_pool)
+        return pooled_forward(lambda p: self.forward_head(self.forward_features(p)), x,
+                              self.time_pool)
 
 
 def unet_matching_flops(

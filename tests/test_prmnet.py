@@ -112,29 +112,35 @@ def test_unet_matching_flops_finds_unet_s() -> None:
 
 @pytest.mark.parametrize(("name", "message"), [("prmnet_w8", "multiple of 8"),
                                                ("prmnet_cpu", "multiple of 32"),
-                                               ("unet_s", "must be multiples of")])
+                                               ("unet_s", "multiple of 16")])
 def test_input_size_not_a_multiple_raises_clear_error(name: str, message: str) -> None:
     model = create_model(name)
     with pytest.raises(ValueError, match=message):
         model(torch.zeros(1, 1, 44, 64))
 
 
-def test_time_pool_keeps_every_row_and_pixel() -> None:
-    """prmnet_cpu: same weights as prmnet_w8, logits at the input's size, a quarter of the
-    FLOPs."""
-    cpu, w8 = create_model("prmnet_cpu"), create_model("prmnet_w8")
-    assert cpu(torch.randn(2, 1, 64, 64)).shape == (2, 3, 64, 64)
-    assert param_count(cpu) == param_count(w8)
-    ratio = conv_flops(cpu, (1, 1, 256, 256)) / conv_flops(w8, (1, 1, 256, 256))
-    assert ratio == pytest.approx(0.25, abs=0.01)
-    # on rows repeated in fours it is the unpooled network on the single rows, stretched
-    cpu.load_state_dict(w8.state_dict())
-    cpu.eval(), w8.eval()
+@pytest.mark.parametrize(("pooled", "plain", "k"), [
+    (lambda: create_model("prmnet_cpu"), lambda: create_model("prmnet_w8"), 4),
+    (lambda: create_model("unet_s", base_width=4, time_pool=2),
+     lambda: create_model("unet_s", base_width=4), 2),
+])
+def test_time_pool_keeps_every_row_and_pixel(pooled, plain, k: int) -> None:
+    """prmnet_cpu and a time-pooled U-Net: the same weights as the unpooled network, logits at
+    the input's size, 1/k of the FLOPs."""
+    cpu, full = pooled(), plain()
+    assert cpu(torch.randn(2, 1, 32 * k, 64)).shape == (2, 3, 32 * k, 64)
+    assert param_count(cpu) == param_count(full)
+    ratio = conv_flops(cpu, (1, 1, 256, 256)) / conv_flops(full, (1, 1, 256, 256))
+    assert ratio == pytest.approx(1 / k, abs=0.01)
+    # on rows repeated k times it is the unpooled network on the single rows, stretched
+    cpu.load_state_dict(full.state_dict())
+    cpu.eval(), full.eval()
     x = torch.randn(1, 1, 16, 32)
     with torch.no_grad():
-        pooled = cpu(x.repeat_interleave(4, dim=-2))
-        expected = F.interpolate(w8(x), size=(64, 32), mode="bilinear", align_corners=False)
-    assert torch.allclose(pooled, expected, atol=1e-5)
+        got = cpu(x.repeat_interleave(k, dim=-2))
+        expected = F.interpolate(full(x), size=(16 * k, 32), mode="bilinear",
+                                 align_corners=False)
+    assert torch.allclose(got, expected, atol=1e-5)
 
 
 def test_wrong_channel_count_raises_clear_error() -> None:
