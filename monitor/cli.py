@@ -128,7 +128,8 @@ def _monitor_parser() -> argparse.ArgumentParser:
     out.add_argument("--raw-edges", action="store_true",
                      help="log the edges the network paints; by default an emission wholly in "
                      "view is logged as the nominal 3GPP channel of its class nearest to them "
-                     "(LTE 1.4-20 MHz, NR 5-100 MHz, same centre)")
+                     "(LTE 1.4-20 MHz, NR 5-100 MHz, same centre), and one narrower than a quarter "
+                     "of the narrowest is not logged (stats: emissions_narrow)")
     out.add_argument("--annotate", type=Path, metavar="PATH",
                      help="write the emissions as SigMF annotations into this .sigmf-meta")
     out.add_argument("--record", type=Path, metavar="PATH",

@@ -212,7 +212,8 @@ class Pipeline:
             self.stats.count_emission()
             for sink in self.sinks:
                 sink.write(emission)
-        self.stats.note_unconfident(self.processor.tracker.unconfident)
+        tracker = self.processor.tracker
+        self.stats.note_unlogged(tracker.unconfident, tracker.narrow)
 
 
 class _BlockQueue(queue.Queue):

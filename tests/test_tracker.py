@@ -120,6 +120,18 @@ def test_unconfident_emissions_are_counted_not_returned() -> None:
     assert t.unconfident == 1
 
 
+def test_with_fit_channels_a_sliver_in_view_is_counted_not_returned() -> None:
+    """At 75 kHz a pixel, 4 pixels (300 kHz) of LTE in view is no carrier; 5 (375 kHz) may be,
+    and so may 4 that run off the view."""
+    power = np.full((64, G.width), -50.0, dtype=np.float32)
+    kept = []
+    for spans in ([(1, 100, 104)], [(1, 100, 105)], [(1, 0, 4)]):
+        t = Tracker(G, FC, close_after=0.05, fit_channels=True)
+        t.start(StreamClock(0, G.samples_per_row, G.sample_rate, 1.8e9, 0), FC)
+        kept.append((len(t.update(0, _probs(64, spans), power) + t.close_all()), t.narrow))
+    assert kept == [(0, 1), (1, 0), (1, 0)]
+
+
 def test_with_fit_channels_an_emission_in_view_is_logged_as_its_nominal_channel() -> None:
     t = Tracker(G, FC, close_after=0.05, fit_channels=True)
     t.start(StreamClock(0, G.samples_per_row, G.sample_rate, 1.8e9, 0), FC)

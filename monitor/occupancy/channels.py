@@ -16,7 +16,8 @@ import math
 
 from monitor.bandwidths import LTE_BANDWIDTHS, NR_RB_TABLE
 
-__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "fit_channel", "wholly_in_view"]
+__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "MIN_CHANNEL_SHARE", "fit_channel", "too_narrow",
+           "wholly_in_view"]
 
 #: The channel bandwidths of each class, Hz, ascending.
 CHANNEL_BANDWIDTHS: dict[str, tuple[float, ...]] = {
@@ -26,6 +27,9 @@ CHANNEL_BANDWIDTHS: dict[str, tuple[float, ...]] = {
 #: A span wider or narrower than every channel bandwidth of its class by more than this ratio
 #: is not one carrier (two carriers side by side, or a sliver) and keeps its edges.
 MAX_FIT_RATIO = 1.3
+#: A span wholly in view narrower than this share of its class's narrowest channel (LTE 350 kHz,
+#: NR 1.25 MHz) is a sliver the network painted, not a carrier: the labels span whole channels.
+MIN_CHANNEL_SHARE = 0.25
 
 
 def fit_channel(label: str, low_hz: float, high_hz: float) -> tuple[float, float]:
@@ -46,6 +50,11 @@ def fit_channel(label: str, low_hz: float, high_hz: float) -> tuple[float, float
         return low_hz, high_hz
     centre = 0.5 * (low_hz + high_hz)
     return centre - 0.5 * bandwidth, centre + 0.5 * bandwidth
+
+
+def too_narrow(label: str, low_hz: float, high_hz: float) -> bool:
+    """Whether a span wholly in view is too narrow to be a ``label`` carrier."""
+    return high_hz - low_hz < MIN_CHANNEL_SHARE * CHANNEL_BANDWIDTHS[label][0]
 
 
 def wholly_in_view(low_px: float, high_px: float, width: int) -> bool:

@@ -4,9 +4,9 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``samples_dropped``, ``frames``, ``frames_segmented``, ``wall_seconds``, ``realtime_factor``,
 ``engine``, ``precision``, ``compute_device``, ``model``; then ``source``, ``sample_rate``,
 ``center_freq``, ``stream_seconds``, ``samples_discarded``, ``frames_skipped``, ``emissions``,
-``emissions_unconfident``, ``gaps`` (``count`` and missing ``samples``), ``queue_high_water``,
-``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured; ``null`` when none was)
-and ``monitor_version``.
+``emissions_unconfident``, ``emissions_narrow``, ``gaps`` (``count`` and missing ``samples``),
+``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured;
+``null`` when none was) and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -61,6 +61,8 @@ class RunStats:
         emissions: emissions closed and logged.
         emissions_unconfident: emissions closed but not logged, less confident than
             ``--min-confidence``.
+        emissions_narrow: emissions closed but not logged, wholly in view and too narrow to be a
+            carrier of their class.
         queue_high_water: the most blocks ever waiting between reader and processing.
         wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
             :meth:`stop`).
@@ -82,6 +84,7 @@ class RunStats:
     frames_segmented: int = 0
     emissions: int = 0
     emissions_unconfident: int = 0
+    emissions_narrow: int = 0
     queue_high_water: int = 0
     wall_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -134,10 +137,10 @@ class RunStats:
         with self._lock:
             self.emissions += 1
 
-    def note_unconfident(self, count: int) -> None:
-        """The emissions closed so far that were too unconfident to log."""
+    def note_unlogged(self, unconfident: int, narrow: int) -> None:
+        """The emissions closed so far that were too unconfident or too narrow to log."""
         with self._lock:
-            self.emissions_unconfident = count
+            self.emissions_unconfident, self.emissions_narrow = unconfident, narrow
 
     def note_queue_depth(self, depth: int) -> None:
         """The number of blocks waiting in the queue now."""
@@ -177,6 +180,7 @@ class RunStats:
                 "frames_skipped": self.frames - self.frames_segmented,
                 "emissions": self.emissions,
                 "emissions_unconfident": self.emissions_unconfident,
+                "emissions_narrow": self.emissions_narrow,
                 "gaps": {"count": self.gaps, "samples": self.gap_samples},
                 "queue_high_water": self.queue_high_water,
                 "latency_ms": latency,

@@ -28,6 +28,9 @@ across, averaged over its rows), in dBFS. An emission closes once it has not bee
 the run. With ``fit_channels``, an emission wholly in view (a pixel or more of the view beyond
 each of its edges) is given the nominal channel of its class nearest to its painted span
 (:func:`~monitor.occupancy.channels.fit_channel`); one that runs off the view keeps its pixels.
+One wholly in view and narrower than a quarter of its class's narrowest channel
+(:func:`~monitor.occupancy.channels.too_narrow`) is a sliver, not a carrier: counted
+(:attr:`Tracker.narrow`), not returned.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.channels import fit_channel, wholly_in_view
+from monitor.occupancy.channels import fit_channel, too_narrow, wholly_in_view
 from monitor.occupancy.emission import Emission
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carriers",
@@ -97,7 +100,8 @@ class Tracker:
         center_freq: RF centre of the view, Hz.
         close_after: seconds an emission may go unseen before it closes.
         min_confidence: emissions less confident than this are counted, not returned.
-        fit_channels: give an emission wholly in view the nominal 3GPP channel nearest to it.
+        fit_channels: give an emission wholly in view the nominal 3GPP channel nearest to it,
+            and drop one too narrow to be a carrier.
     """
 
     def __init__(self, geometry: Geometry, center_freq: float, close_after: float = 0.25,
@@ -108,6 +112,7 @@ class Tracker:
         self.min_confidence = min_confidence
         self.fit_channels = fit_channels
         self.unconfident = 0
+        self.narrow = 0
         self._open: list[_Open] = []
         self._clock: StreamClock | None = None
 
@@ -201,6 +206,9 @@ class Tracker:
                 self.unconfident += 1
                 continue
             if self.fit_channels and wholly_in_view(e.low_px, e.high_px, g.width):
+                if too_narrow(LABELS[cls], low, high):
+                    self.narrow += 1
+                    continue
                 low, high = fit_channel(LABELS[cls], low, high)
             out.append(Emission(
                 start_time=clock.sample_time(start),
