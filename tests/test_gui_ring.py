@@ -83,22 +83,26 @@ def test_frames_are_mapped_onto_the_display_width() -> None:
     assert np.flatnonzero(shown).tolist() == list(range(40, 80))
 
 
-def test_labels_have_the_edges_the_tracker_logs() -> None:
+@pytest.mark.parametrize(("fit", "text"), [(True, "LTE 5.0 MHz @ 2594.86 MHz"),
+                                         (False, "LTE 4.5 MHz @ 2594.86 MHz")])
+def test_labels_have_the_edges_the_tracker_logs(fit: bool, text: str) -> None:
     probs = np.zeros((64, G.width, 3), np.float32)
     probs[..., 0] = 1.0
     probs[:, 30:90] = (0.1, 0.9, 0.0)
+    probs[:, 110:113] = (0.1, 0.9, 0.0)  # a 225 kHz sliver
     probs[:, 150:230] = (0.2, 0.0, 0.8)
-    tracker = Tracker(G, FC)
+    tracker = Tracker(G, FC, fit_channels=fit)
     tracker.start(StreamClock(0, SPR, G.sample_rate, 0.0, 0), FC)
     tracker.update(0, probs, np.full((64, G.width), -50.0, np.float32))
     logged = sorted(tracker.close_all(), key=lambda e: e.freq_low_hz)
     labels = carrier_labels(probs.argmax(-1).astype(np.uint8), View(FC, G.sample_rate,
-                                                                     G.width, SPR))
-    assert [c.label for c in labels] == [e.label for e in logged] == ["LTE", "NR"]
+                                                                     G.width, SPR), fit)
+    assert [c.label for c in labels] == [e.label for e in logged]
+    assert [c.label for c in labels] == (["LTE", "NR"] if fit else ["LTE", "LTE", "NR"])
     for label, emission in zip(labels, logged, strict=True):
         assert label.low_hz == pytest.approx(emission.freq_low_hz)
         assert label.high_hz == pytest.approx(emission.freq_high_hz)
-    assert labels[0].text(G.pixel_hz) == "LTE 4.5 MHz @ 2594.86 MHz"
+    assert labels[0].text(G.pixel_hz) == text
 
 
 def test_rows_no_frame_showed_become_blank_lines() -> None:

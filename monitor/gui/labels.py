@@ -1,7 +1,10 @@
 """The carriers of a segmented frame as the waterfall labels them: class, bandwidth, centre.
 
 The carriers are found exactly as the tracker finds a chunk's carriers
-(:func:`monitor.occupancy.tracker.carriers`), so a label and the log agree on class and edges.
+(:func:`monitor.occupancy.tracker.carriers`) and given the channel the log gives them (the
+nominal 3GPP channel nearest to a carrier wholly in view; no label for a sliver too narrow to be
+a carrier; the painted pixels with ``--raw-edges``), so a label and the log agree on class and
+edges.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.gui.ring import View
+from monitor.occupancy.channels import fit_channel, too_narrow, wholly_in_view
 from monitor.occupancy.tracker import LABELS, carriers
 
 __all__ = ["CarrierLabel", "carrier_labels"]
@@ -50,13 +54,23 @@ class CarrierLabel:
         return f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz"
 
 
-def carrier_labels(classes: np.ndarray, view: View) -> list[CarrierLabel]:
+def carrier_labels(classes: np.ndarray, view: View,
+                   fit_channels: bool = True) -> list[CarrierLabel]:
     """The carriers in a class map, lowest frequency first.
 
     Args:
         classes: uint8 (rows, width), the winning class per pixel (0 noise, 1 LTE, 2 NR).
         view: the frequencies of the map's columns.
+        fit_channels: as the tracker's: a carrier wholly in view gets its nominal channel, and
+            a sliver no label.
     """
-    return [CarrierLabel(cls, view.low_edge_hz + low * view.pixel_hz,
-                         view.low_edge_hz + high * view.pixel_hz)
-            for cls, low, high in carriers(classes)]
+    out = []
+    for cls, low, high in carriers(classes):
+        low_hz = view.low_edge_hz + low * view.pixel_hz
+        high_hz = view.low_edge_hz + high * view.pixel_hz
+        if fit_channels and wholly_in_view(low, high, classes.shape[1]):
+            if too_narrow(LABELS[cls], low_hz, high_hz):
+                continue
+            low_hz, high_hz = fit_channel(LABELS[cls], low_hz, high_hz)
+        out.append(CarrierLabel(cls, low_hz, high_hz))
+    return out

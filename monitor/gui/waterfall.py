@@ -54,6 +54,8 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
         bins: waterfall width; None: the frames' width.
         rows_per_line: spectrogram rows averaged into one line.
         display_hz: polls per second (0: as fast as the event loop goes).
+        fit_channels: label carriers with the channels the log gives them (see
+            :mod:`monitor.gui.labels`); False: with their pixels, as ``--raw-edges``.
         parent: the Qt parent.
 
     Attributes:
@@ -65,9 +67,11 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
     """
 
     def __init__(self, lines: int = 512, bins: int | None = None, rows_per_line: int = 32,
-                 display_hz: float = 60.0, parent: QtWidgets.QWidget | None = None) -> None:
+                 display_hz: float = 60.0, fit_channels: bool = True,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent=parent)
         self.ring = WaterfallRing(lines, bins, rows_per_line)
+        self.fit_channels = fit_channels
         self.draws = 0
         self.labels: list[CarrierLabel] = []
         self._latest: Callable[[], FrameResult | None] | None = None
@@ -259,7 +263,7 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
         self.traces["peak"].setData(freqs, self._peak)
 
     def _update_labels(self, classes: np.ndarray, view: View, top: float) -> None:
-        self.labels = carrier_labels(classes, view)
+        self.labels = carrier_labels(classes, view, self.fit_channels)
         while len(self._text_items) < len(self.labels):
             item = pg.TextItem(anchor=(0.5, 0.0), fill=pg.mkBrush(0, 0, 0, 160))
             self.waterfall.addItem(item, ignoreBounds=True)

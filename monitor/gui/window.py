@@ -59,7 +59,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._status_at = 0.0
         self._draws_at = (time.monotonic(), 0)
-        self.waterfall = WaterfallWidget(lines, bins)
+        self.waterfall = WaterfallWidget(lines, bins,
+                                         fit_channels=session.settings.fit_channels)
         self.setCentralWidget(self.waterfall)
         self._build_controls()
         self._build_status()
