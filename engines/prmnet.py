@@ -458,6 +458,11 @@ class PRMNet(nn.Module):
             act_layer=act_layer,
         )
 
+    @property
+    def row_multiple(self) -> int:
+        """The input heights it takes are multiples of this."""
+        return 2 ** (NUM_STREAMS - 1) * self.time_pool
+
     def _check_input(self, x: torch.Tensor, time_pool: int = 1) -> None:
         """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)`` with W a multiple of 8
         and H of 8 * ``time_pool``."""

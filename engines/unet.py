@@ -110,6 +110,11 @@ class UNet(nn.Module):
         )
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
 
+    @property
+    def row_multiple(self) -> int:
+        """The input heights it takes are multiples of this."""
+        return 2**self.depth * self.time_pool
+
     def _check_input(self, x: torch.Tensor, time_pool: int = 1) -> None:
         """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)``, W a multiple of
         ``2**depth`` and H of ``2**depth * time_pool``."""

@@ -28,8 +28,9 @@ def _blocks(frames: int) -> list[IQBlock]:
 
 def test_skipped_frames_are_counted_and_published_without_classes() -> None:
     torch.manual_seed(0)
-    runner = TorchRunner(create_model("prmnet_w8").eval()).activate()
-    processor = Processor(runner, G, hop=G.height)
+    model = create_model("prmnet_w8").eval()
+    runner = TorchRunner(model).activate()
+    processor = Processor(runner, G, hop=G.height, row_multiple=model.row_multiple)
     behind = [False, True, True, False]
     published = []
     for block, late in zip(_blocks(4), behind, strict=True):

@@ -252,6 +252,14 @@ def test_checkpoint_round_trip_and_its_errors(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+def test_a_network_that_cannot_take_its_own_frames_is_refused(tmp_path: Path) -> None:
+    path = _untrained(tmp_path, "tp", "unet_s", base_width=4, time_pool=2)
+    card = path.with_suffix(".json")
+    card.write_text(card.read_text().replace('"time_pool": 2', '"time_pool": 32'))
+    with pytest.raises(InputError, match="multiples of 512, and its frames have 256"):
+        load_checkpoint(path)
+
+
 def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path: Path) -> None:
     frames = open_frames([data["val"]])
     results = []

@@ -10,11 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ROW_MULTIPLE", "RollingFrames", "pad_rows"]
-
-#: Rows a network input is padded to a multiple of: 8 for PRMNet's 1/8 stream, times 4 for the
-#: models that pool rows in fours (``prmnet_cpu``).
-ROW_MULTIPLE = 32
+__all__ = ["RollingFrames", "pad_rows"]
 
 
 class RollingFrames:
@@ -61,10 +57,11 @@ class RollingFrames:
         return torch.cat((self._ring[self._next :], self._ring[: self._next]))
 
 
-def pad_rows(frame: torch.Tensor, multiple: int = ROW_MULTIPLE) -> torch.Tensor:
+def pad_rows(frame: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad a frame (..., rows, width) at the bottom to a multiple of ``multiple`` rows (at least
-    ``multiple``) by mirroring its last rows, so a network can take a frame shorter than usual;
-    only the first ``rows`` of its output belong to real rows."""
+    ``multiple``) by mirroring its last rows, so a network can take a frame shorter than usual
+    (``multiple``: the network's ``row_multiple``); only the first ``rows`` of its output belong
+    to real rows."""
     rows = frame.shape[-2]
     target = max(multiple, -(-rows // multiple) * multiple)
     if target == rows:

@@ -253,6 +253,10 @@ def load_checkpoint(
         model = card.build()
     except (TypeError, ValueError) as exc:
         raise InputError(f"{card_path(path)}: cannot build {card.model}: {exc}") from None
+    if card.geometry["height"] % model.row_multiple:
+        raise InputError(f"{card_path(path)}: {card.model} {card.overrides} takes input rows in "
+                         f"multiples of {model.row_multiple}, and its frames have "
+                         f"{card.geometry['height']}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
