@@ -209,8 +209,8 @@ def prepare_run(s: MonitorSettings) -> Iterator[PreparedRun]:
             if s.record is not None:
                 block_sinks.append(StreamingRecording(s.record, source.sample_rate,
                                                       source.center_freq))
-            processor = Processor(runner, geometry, hop, model.module.row_multiple,
-                                  s.close_after, s.min_confidence, s.fit_channels)
+            processor = Processor(runner, geometry, hop, s.close_after, s.min_confidence,
+                                  s.fit_channels)
             stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
                              center_freq=source.center_freq, engine=runner.name,
                              precision=runner.precision, compute_device=str(runner.device),

@@ -82,14 +82,12 @@ class Processor:
         runner: an active runner.
         geometry: the model's geometry at the stream's sample rate.
         hop: rows between frames (``height`` for frames that do not overlap).
-        row_multiple: the network takes heights in multiples of this (its ``row_multiple``): a
-            frame shorter than usual (the start of a stretch) is padded to one.
         close_after: seconds an emission may go unseen before it closes.
         min_confidence: emissions less confident than this are counted, not returned.
         fit_channels: log an emission wholly in view as the nominal 3GPP channel nearest to it.
     """
 
-    def __init__(self, runner: Runner, geometry: Geometry, hop: int, row_multiple: int,
+    def __init__(self, runner: Runner, geometry: Geometry, hop: int,
                  close_after: float = 0.25, min_confidence: float = 0.0,
                  fit_channels: bool = False) -> None:
         if not 1 <= hop <= geometry.height:
@@ -97,7 +95,6 @@ class Processor:
         self.runner = runner
         self.geometry = geometry
         self.hop = hop
-        self.row_multiple = row_multiple
         device = runner.device
         self._to_device = HostToDevice(device)
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
@@ -193,7 +190,9 @@ class Processor:
         started = time.perf_counter()
         frame = self._frames.frame()
         held = frame.shape[0]
-        x = pad_rows(network_input(frame), self.row_multiple)[None]
+        # a frame shorter than usual (a stretch's start) is mirrored to the frame's height, as
+        # the fixed-shape engines take it and as the network was trained
+        x = pad_rows(network_input(frame), self.geometry.height)[None]
         probs = self.runner.infer(x)[0, :, :held]  # (classes, rows, width), on the device
         # Queued before the copies to the host below, which wait for it, so a reader of the
         # published frame on another thread or stream finds it done. max().indices, not

@@ -28,9 +28,8 @@ def _blocks(frames: int) -> list[IQBlock]:
 
 def test_skipped_frames_are_counted_and_published_without_classes() -> None:
     torch.manual_seed(0)
-    model = create_model("prmnet_w8").eval()
-    runner = TorchRunner(model).activate()
-    processor = Processor(runner, G, hop=G.height, row_multiple=model.row_multiple)
+    runner = TorchRunner(create_model("prmnet_w8").eval()).activate()
+    processor = Processor(runner, G, hop=G.height)
     behind = [False, True, True, False]
     published = []
     for block, late in zip(_blocks(4), behind, strict=True):

@@ -59,9 +59,11 @@ class RollingFrames:
 
 def pad_rows(frame: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad a frame (..., rows, width) at the bottom to a multiple of ``multiple`` rows (at least
-    ``multiple``) by mirroring its last rows, so a network can take a frame shorter than usual
-    (``multiple``: the network's ``row_multiple``); only the first ``rows`` of its output belong
-    to real rows."""
+    ``multiple``) by mirroring its last rows, so a network can take a frame shorter than usual;
+    only the first ``rows`` of its output belong to real rows. The monitor, its engines and the
+    evaluation pad to the frame height: the shape the engines are built for and the network
+    trained on (a 6-row recording padded to 32 rows and to 16 rows gave the U-Net different
+    classes)."""
     rows = frame.shape[-2]
     target = max(multiple, -(-rows // multiple) * multiple)
     if target == rows:

@@ -11,11 +11,11 @@ inside a carrier, carriers and noise, noise only), and carrier-level precision a
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
 ``truth.json`` (see ``../shared/captures``): each recording is cut into frames with the model's
 geometry at its own sample rate (a recording shorter than a frame gives one frame of the rows it
-has, padded by reflection to a multiple of rows the network takes, and only its real rows
-count), and the share of pixels given to each class is checked against the classes present and
-absent: the dominant signal class must be a present one, absent classes must get under 5 % of
-the signal pixels (every present one at least that), at least 1 % of the pixels must be signal;
-a recording of noise passes with under 2 % of its pixels called LTE or NR.
+has, mirrored to the frame's height as the monitor does, and only its real rows count), and the
+share of pixels given to each class is checked against the classes present and absent: the
+dominant signal class must be a present one, absent classes must get under 5 % of the signal
+pixels (every present one at least that), at least 1 % of the pixels must be signal; a recording
+of noise passes with under 2 % of its pixels called LTE or NR.
 
 :func:`write_report` writes ``report.md`` (tables), ``metrics.json`` (every figure),
 ``miou_vs_snr.png`` and ``confusion.png`` into the report folder.
@@ -316,7 +316,7 @@ def evaluate_captures(
         for first_row, rows in spans:
             samples = torch.from_numpy(rec.read(first_row * spr, rows * spr)).to(device)
             x = network_input(spectrogram.rows(samples))
-            padded = pad_rows(x, model.row_multiple)
+            padded = pad_rows(x, geometry.height)
             prediction = segment(model, padded[None])[0, :rows].cpu()
             counts += torch.bincount(prediction.reshape(-1), minlength=len(CLASS_NAMES))
         results.append(CaptureResult(
