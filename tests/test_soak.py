@@ -85,6 +85,7 @@ def test_rtl_tcp_soak(request: pytest.FixtureRequest, tmp_path: Path) -> None:
         "realtime_factor": summary["realtime_factor"],
         "emissions": summary["emissions"],
         "emissions_unconfident": summary["emissions_unconfident"],
+        "emissions_narrow": summary["emissions_narrow"],
         "engine": summary["engine"],
         "rss_mb_quarter": settled[0],
         "rss_mb_end": settled[-1],
