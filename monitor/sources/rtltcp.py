@@ -17,8 +17,9 @@ bytes already waiting in the socket, belong to the server's old settings and are
 
 The server streams from the moment it is connected, and the monitor connects before it loads its
 model (a missing server is the first thing to report). What piles up in the meantime is
-discarded when the stream begins: it is stale for a live view, and read at once it would arrive
-faster than real time and overflow the monitor's queue.
+discarded when the stream begins if it is more than ``STALE_S`` of stream: it is stale for a
+live view, and read at once it would arrive faster than real time and overflow the monitor's
+queue.
 """
 
 from __future__ import annotations
