@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.gui.ring import View
-from monitor.occupancy.channels import fit_channel, too_narrow, wholly_in_view
+from monitor.occupancy.channels import channel_edges, wholly_in_view
 from monitor.occupancy.tracker import LABELS, carriers
 
 __all__ = ["CarrierLabel", "carrier_labels"]
@@ -66,11 +66,9 @@ def carrier_labels(classes: np.ndarray, view: View,
     """
     out = []
     for cls, low, high in carriers(classes):
-        low_hz = view.low_edge_hz + low * view.pixel_hz
-        high_hz = view.low_edge_hz + high * view.pixel_hz
-        if fit_channels and wholly_in_view(low, high, classes.shape[1]):
-            if too_narrow(LABELS[cls], low_hz, high_hz):
-                continue
-            low_hz, high_hz = fit_channel(LABELS[cls], low_hz, high_hz)
-        out.append(CarrierLabel(cls, low_hz, high_hz))
+        edges = (view.low_edge_hz + low * view.pixel_hz, view.low_edge_hz + high * view.pixel_hz)
+        if fit_channels:
+            edges = channel_edges(LABELS[cls], *edges, wholly_in_view(low, high, classes.shape[1]))
+        if edges is not None:
+            out.append(CarrierLabel(cls, *edges))
     return out

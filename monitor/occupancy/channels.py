@@ -16,8 +16,8 @@ import math
 
 from monitor.bandwidths import LTE_BANDWIDTHS, NR_RB_TABLE
 
-__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "MIN_CHANNEL_SHARE", "fit_channel", "too_narrow",
-           "wholly_in_view"]
+__all__ = ["CHANNEL_BANDWIDTHS", "MAX_FIT_RATIO", "MIN_CHANNEL_SHARE", "channel_edges",
+           "fit_channel", "too_narrow", "wholly_in_view"]
 
 #: The channel bandwidths of each class, Hz, ascending.
 CHANNEL_BANDWIDTHS: dict[str, tuple[float, ...]] = {
@@ -50,6 +50,19 @@ def fit_channel(label: str, low_hz: float, high_hz: float) -> tuple[float, float
         return low_hz, high_hz
     centre = 0.5 * (low_hz + high_hz)
     return centre - 0.5 * bandwidth, centre + 0.5 * bandwidth
+
+
+def channel_edges(label: str, low_hz: float, high_hz: float,
+                  in_view: bool) -> tuple[float, float] | None:
+    """The edges a ``label`` span is logged and labelled with, the rule the tracker and the
+    waterfall share: a span cut by the view keeps its own; one wholly in view (``in_view``, see
+    :func:`wholly_in_view`) gets its nominal channel (:func:`fit_channel`), or None where it is
+    a sliver too narrow to be a carrier (:func:`too_narrow`)."""
+    if not in_view:
+        return low_hz, high_hz
+    if too_narrow(label, low_hz, high_hz):
+        return None
+    return fit_channel(label, low_hz, high_hz)
 
 
 def too_narrow(label: str, low_hz: float, high_hz: float) -> bool:

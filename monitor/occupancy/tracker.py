@@ -28,9 +28,9 @@ across, averaged over its rows), in dBFS. An emission closes once it has not bee
 the run. With ``fit_channels``, an emission wholly in view (a pixel or more of the view beyond
 each of its edges) is given the nominal channel of its class nearest to its painted span
 (:func:`~monitor.occupancy.channels.fit_channel`); one that runs off the view keeps its pixels.
-One wholly in view and narrower than a quarter of its class's narrowest channel
-(:func:`~monitor.occupancy.channels.too_narrow`) is a sliver, not a carrier: counted
-(:attr:`Tracker.narrow`), not returned.
+One wholly in view and narrower than a quarter of its class's narrowest channel is a sliver, not
+a carrier: counted (:attr:`Tracker.narrow`), not returned. The rule is
+:func:`~monitor.occupancy.channels.channel_edges`, which the waterfall's labels share.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.channels import fit_channel, too_narrow, wholly_in_view
+from monitor.occupancy.channels import channel_edges, wholly_in_view
 from monitor.occupancy.emission import Emission
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carriers",
@@ -205,11 +205,13 @@ class Tracker:
             if confidence < self.min_confidence:
                 self.unconfident += 1
                 continue
-            if self.fit_channels and wholly_in_view(e.low_px, e.high_px, g.width):
-                if too_narrow(LABELS[cls], low, high):
+            if self.fit_channels:
+                edges = channel_edges(LABELS[cls], low, high,
+                                      wholly_in_view(e.low_px, e.high_px, g.width))
+                if edges is None:
                     self.narrow += 1
                     continue
-                low, high = fit_channel(LABELS[cls], low, high)
+                low, high = edges
             out.append(Emission(
                 start_time=clock.sample_time(start),
                 end_time=clock.sample_time(stop - 1),
