@@ -1,9 +1,10 @@
 """The models the monitor can run: shipped checkpoints in ``engines/weights``, or a user's.
 
 ``load_model(None, rate)`` picks the shipped checkpoint that serves the stream's sample rate
-(the cheapest, in FLOPs, where several do); ``load_model(NAME, rate)`` a shipped one by name;
-``load_model(PATH, rate)`` a checkpoint file with its card beside it. A model that does not serve
-the rate is refused with the rates it does serve.
+(the cheapest, in FLOPs, where several do, and of those the one trained for the narrowest range
+of rates: a model made for a few rates before one made for all); ``load_model(NAME, rate)`` a
+shipped one by name; ``load_model(PATH, rate)`` a checkpoint file with its card beside it. A
+model that does not serve the rate is refused with the rates it does serve.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def load_model(name: str | None, sample_rate: float | None) -> LoadedModel:
     if name is None and sample_rate is None:
         raise InputError("name a model: a shipped one or a checkpoint path")
     if name is None:
-        serving = [(read_card(p).gflops, stem) for stem, p in shipped.items()
-                   if read_card(p).serves(sample_rate)]
+        serving = [(card.gflops, card.sample_rates[1] / card.sample_rates[0], stem)
+                   for stem, card in ((s, read_card(p)) for s, p in shipped.items())
+                   if card.serves(sample_rate)]
         if not serving:
             rates = "; ".join(f"{stem}: {_rates(read_card(p))}" for stem, p in shipped.items())
             raise InputError(
@@ -60,7 +62,7 @@ def load_model(name: str | None, sample_rate: float | None) -> LoadedModel:
                 + (f" ({rates})" if rates else " (none is installed)")
                 + "; choose a --rate it serves or give --model PATH"
             )
-        name = min(serving)[1]
+        name = min(serving)[-1]
     path = shipped.get(name, Path(name))
     if not (path.is_file() or path.with_suffix(".json").is_file()):
         known = ", ".join(shipped) or "none installed"

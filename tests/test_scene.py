@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from monitor.sources.files import open_recording
 from monitor.synth.dataset import DatasetRequest, generate_dataset
 from monitor.synth.random_scene import draw_scene
 from monitor.synth.scene import CarrierSpec, SceneSpec, parse_carrier, render
-from monitor.synth.truth import class_mask, energy_mask, sent_fraction
+from monitor.synth.truth import class_mask, energy_mask, sent_fraction, silent_as_noise
 
 
 def _power(scene, geometry: Geometry) -> np.ndarray:
@@ -98,6 +99,22 @@ def test_switching_carrier_is_labelled_only_while_on() -> None:
     db = 10 * np.log10(_power(scene, g) * g.width)[:, np.abs(g.pixel_centres()) < 3e6].mean(1)
     assert db[: rows[0] - 2].max() < 2 and db[rows[-1] + 2 :].max() < 2
     assert db[rows[0] + 2 : rows[-1] - 2].min() > 10
+
+
+@pytest.mark.parametrize(("seed", "nr_sent"), [(0, False), (1, True)])
+def test_an_idle_nr_cell_between_its_ssbs_is_noise_as_sent(seed: int, nr_sent: bool) -> None:
+    """An idle NR cell sends only its SSBs (every 160 ms here), so a 40 ms frame may hold
+    nothing of it; an idle LTE cell always sends its reference signals."""
+    g = Geometry.for_rate(19.2e6)
+    carriers = (CarrierSpec("LTE", 5e6, -5e6, 20.0, options={"load": 0.0}),
+                CarrierSpec("NR", 10e6, 4e6, 20.0, 30e3,
+                            options={"load": 0.0, "ssb_period_s": 0.16}))
+    scene = render(SceneSpec(19.2e6, g.frame_seconds, carriers), np.random.default_rng(seed))
+    labels, sent = class_mask(scene, g), energy_mask(scene, g)
+    assert (sent == 2).any() == nr_sent and (sent == 1).any()
+    seen = silent_as_noise(labels, sent, [asdict(c) for c in scene.carriers], g)
+    assert np.array_equal(seen == 1, labels == 1)
+    assert np.array_equal(seen == 2, labels == 2 if nr_sent else np.zeros_like(labels, bool))
 
 
 def test_same_seed_same_bytes() -> None:

@@ -33,10 +33,11 @@ from monitor.train.evaluate import (
     evaluate,
     evaluate_captures,
     format_report,
+    rate_key,
     snr_bin,
     write_report,
 )
-from monitor.train.loop import CONFIG_DIR, TrainConfig, resolve_config, train
+from monitor.train.loop import CONFIG_DIR, TrainConfig, resolve_config, split_data, train
 
 RATE = 1.92e6
 
@@ -182,6 +183,35 @@ def test_training_lowers_the_loss(data: dict[str, Path], tmp_path: Path) -> None
     assert [json.loads(line)["step"] for line in lines] == [8, 16, 20]
 
 
+def test_a_run_for_some_rates_trains_on_their_frames_and_serves_them_alone(
+    tmp_path: Path,
+) -> None:
+    generate_dataset(tmp_path / "two", DatasetRequest(8, (RATE, 2.4e6), seed=13), workers=1,
+                     progress=False)
+    frames = open_frames([tmp_path / "two"])
+    config = TrainConfig.from_dict({
+        "model": "prmnet_w8", "seed": 3,
+        "data": {"train": [str(tmp_path / "two")], "val_fraction": 0.3, "rates": [2.4e6]},
+        "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 0},
+        "augment": {"crop": [64, 64]},
+    })
+    train_idx, _, val_idx = split_data(config.data, frames)
+    assert train_idx and val_idx
+    assert {frames.metas[i]["sample_rate"] for i in train_idx + val_idx} == {2.4e6}
+    assert len(train_idx) + len(val_idx) == 4
+    train(config, tmp_path / "run", progress=False)
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["sample_rates"] == [2.4e6, 2.4e6]
+    assert card["data"]["train_frames"] == len(train_idx)
+    elsewhere = TrainConfig.from_dict({**config.to_dict(), "data": {
+        "train": [str(tmp_path / "two")], "val_fraction": 0.3, "rates": [10e6]}})
+    with pytest.raises(InputError, match="0 training and 0 validation frames"):
+        split_data(elsewhere.data, frames)
+    with pytest.raises(InputError, match=r"data\.rates"):
+        TrainConfig.from_dict({**config.to_dict(), "data": {
+            "train": ["x"], "val_fraction": 0.3, "rates": ["fast"]}})
+
+
 def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(
     data: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -269,15 +299,31 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
         results.append(evaluate(model, card, frames, name, limit=2))
     assert results[0].frames == 2 and sum(results[0].frames_by_snr.values()) == 2
     assert results[0].confusion.matrix.sum() == 2 * 256 * 256
+    assert results[0].frames_by_rate == {rate_key({"sample_rate": RATE}): 2}
+    labelled = sum(int((frames[i][1] != 0).sum()) for i in range(2))
+    assert results[0].signal_pixels == labelled >= results[0].silent_pixels
+    assert results[0].as_sent.matrix.sum() == 2 * 256 * 256
     report = write_report(results, {}, tmp_path / "report", "prmnet eval ...", "val")
     text = report.read_text()
-    for heading in ("## Models", "## Pixels", "## Carriers", "## Mean IoU by SNR", "## Confusion"):
+    for heading in ("## Models", "## Pixels", "## Carriers", "## Mean IoU by SNR",
+                    "## By kind of view", "## By sample rate", "## Confusion"):
         assert heading in text
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"w8", "unet"}
     assert {"miou", "iou", "f1", "confusion"} <= set(metrics["models"]["w8"]["pixels"])
+    assert "Against what was sent" in text
+    assert 0.0 <= metrics["models"]["w8"]["silent_share"] <= 1.0
+    by_rate = metrics["models"]["w8"]["by_rate"]
+    assert [v["frames"] for v in by_rate.values()] == [2]
+    assert 0.0 <= next(iter(by_rate.values()))["false_alarm"] <= 1.0
     assert (tmp_path / "report" / "miou_vs_snr.png").stat().st_size > 0
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 0
+
+
+def test_rate_keys_name_the_rate_in_ms_per_second() -> None:
+    assert rate_key({"sample_rate": 1.92e6}) == "1.92 MS/s"
+    assert rate_key({"sample_rate": 61.44e6}) == "61.44 MS/s"
+    assert rate_key({}) == "unknown"
 
 
 def test_snr_bins() -> None:

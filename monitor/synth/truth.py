@@ -10,11 +10,17 @@ Two masks per frame, both (height, width) uint8 with the class of every pixel (0
   tenth of the pixel's time-frequency area (energy-weighted: the pixel's share of a fully loaded
   carrier's energy is at least 0.1). It is computed from the grids as sent, before channel and
   receiver, so it says what the transmitter did, free of leakage, fading and noise.
+
+:func:`silent_as_noise` joins the two: the class mask with every carrier that sent nothing in the
+view during the frame (an idle NR cell between its SSBs, or whose SSB lies outside the view)
+turned to noise, as no receiver can tell it from an empty channel.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +28,14 @@ from monitor.dsp.geometry import Geometry
 from monitor.synth.ofdm import symbol_starts
 from monitor.synth.scene import LABELS, PlacedGrid, Scene
 
-__all__ = ["CLASS_INDEX", "ENERGY_FRACTION", "class_mask", "energy_mask", "sent_fraction"]
+__all__ = [
+    "CLASS_INDEX",
+    "ENERGY_FRACTION",
+    "class_mask",
+    "energy_mask",
+    "sent_fraction",
+    "silent_as_noise",
+]
 
 CLASS_INDEX = {label: i + 1 for i, label in enumerate(LABELS)}
 ENERGY_FRACTION = 0.1
@@ -31,14 +44,43 @@ ENERGY_FRACTION = 0.1
 def class_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.ndarray:
     """The reference-convention class mask of the frame starting at ``start_sample``."""
     mask = np.zeros((geometry.height, geometry.width), dtype=np.uint8)
+    for carrier in scene.carriers:
+        mask[_region(asdict(carrier), geometry, start_sample)] = CLASS_INDEX[carrier.label]
+    return mask
+
+
+def silent_as_noise(
+    mask: np.ndarray, energy: np.ndarray, carriers: list[dict[str, Any]], geometry: Geometry
+) -> np.ndarray:
+    """The class mask of a frame with the pixels of every carrier that sent nothing in them
+    (no pixel of its region in the energy mask) made noise.
+
+    Args:
+        mask: the frame's class mask.
+        energy: its energy mask.
+        carriers: its carriers' truth, as a data set's metadata holds it
+            (:class:`monitor.synth.scene.CarrierTruth` fields).
+        geometry: the frame's geometry.
+    """
+    seen = mask.copy()
+    for carrier in carriers:
+        region = _region(carrier, geometry)
+        if not energy[region].any():
+            seen[region] = 0
+    return seen
+
+
+def _region(
+    carrier: dict[str, Any], geometry: Geometry, start_sample: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels a carrier owns in the reference convention: the columns whose centre lies in
+    its nominal channel by the rows whose centre time lies in its on-time (an np.ix_ index)."""
     freqs = geometry.pixel_centres()
     row_samples = start_sample + (np.arange(geometry.height) + 0.5) * geometry.samples_per_row
-    for carrier in scene.carriers:
-        cols = (freqs >= carrier.freq_low_hz) & (freqs <= carrier.freq_high_hz)
-        on_end = carrier.start_sample + carrier.sample_count
-        rows = (row_samples >= carrier.start_sample) & (row_samples < on_end)
-        mask[np.ix_(rows, cols)] = CLASS_INDEX[carrier.label]
-    return mask
+    cols = (freqs >= carrier["freq_low_hz"]) & (freqs <= carrier["freq_high_hz"])
+    on_end = carrier["start_sample"] + carrier["sample_count"]
+    rows = (row_samples >= carrier["start_sample"]) & (row_samples < on_end)
+    return np.ix_(rows, cols)
 
 
 def energy_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from monitor.arguments import positive_float, positive_int, probability
 from monitor.errors import InputError
+from monitor.train import CONFIG_DIR
 
 __all__ = ["EVAL_EXAMPLES", "TRAIN_EXAMPLES", "add_commands"]
 
@@ -36,8 +37,8 @@ EVAL_EXAMPLES = """\
 examples:
   # one model on the test set; tables on stdout
   prmnet eval runs/prmnet_w8/best.safetensors --data data/test
-  # PRMNet beside the U-Net baseline, on the test set and the real recordings, into docs/eval
-  prmnet eval engines/weights/prmnet_w8.safetensors engines/weights/unet_w8.safetensors \\
+  # the shipped PRMNet beside the U-Net baseline, on the test set and the real recordings
+  prmnet eval engines/weights/prmnet_cpu.safetensors engines/weights/unet_cpu.safetensors \\
       --data data/test --captures ../shared/captures --report docs/eval
   # a quick look: 100 frames, recordings only
   prmnet eval runs/prmnet_w8/best.safetensors --data data/test --limit 100
@@ -71,8 +72,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("config", metavar="CONFIG",
-                       help="a TOML configuration, or the name of a shipped one (prmnet_w8, "
-                       "prmnet_w16, unet_s, unet_w8, prmnet)")
+                       help="a TOML configuration, or the name of a shipped one: "
+                       + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))))
     train.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
                        help="the run folder (default runs/CONFIG_NAME)")
     train.add_argument("--max-minutes", type=positive_float, default=None, metavar="M",

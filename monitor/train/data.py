@@ -91,6 +91,11 @@ class FrameSet(Dataset, ABC):
     def keys(self) -> list[tuple[int, int]]:
         """An identity per frame that does not depend on its position (see holdout_split)."""
 
+    def energy(self, index: int) -> np.ndarray | None:
+        """Frame ``index``'s energy mask (where each carrier sent something), None where the
+        data set has none."""
+        return None
+
     def __getitem__(self, index: int) -> Sample:
         image, mask, meta = self.raw(index)
         return self.to_input(image), torch.from_numpy(mask.astype(np.int64)), meta
@@ -142,6 +147,13 @@ class ShardFrames(FrameSet):
 
     def to_input(self, image: np.ndarray) -> torch.Tensor:
         return network_input(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
+
+    def energy(self, index: int) -> np.ndarray | None:
+        k = int(np.searchsorted(self._starts, index, side="right")) - 1
+        path = self._shards[k] / "energy.npy"
+        if not path.is_file():
+            return None
+        return np.asarray(np.load(path, mmap_mode="r")[index - int(self._starts[k])])
 
     def sample_rates(self) -> list[float]:
         """The sample rates the data sets were drawn at."""

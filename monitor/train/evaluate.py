@@ -5,7 +5,8 @@ matrix (macro mean IoU over noise, LTE and NR, per-class IoU, pixel and mean acc
 precision, recall, the LTE/NR confusion), the same per SNR bin (a frame's SNR is the highest of
 its visible carriers'; bins of 5 dB from -10 to 30 dB, frames without a carrier in a bin of their
 own where the false-alarm share is what counts), the same per kind of view (:func:`view_kind`:
-inside a carrier, carriers and noise, noise only), and carrier-level precision and recall
+inside a carrier, carriers and noise, noise only) and per sample rate (:func:`rate_key`), and
+carrier-level precision and recall
 (:mod:`monitor.train.metrics`). The forward pass is timed per frame.
 
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
@@ -40,6 +41,7 @@ from monitor.dsp.frames import pad_rows
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
 from monitor.sources.files import open_recording
+from monitor.synth.truth import silent_as_noise
 from monitor.train.cards import ModelCard, json_safe
 from monitor.train.data import FrameSet, ShardFrames, collate
 from monitor.train.loop import segment
@@ -63,6 +65,7 @@ __all__ = [
     "evaluate",
     "evaluate_captures",
     "format_report",
+    "rate_key",
     "snr_bin",
     "view_kind",
     "write_report",
@@ -93,6 +96,12 @@ class EvalResult:
         frames_by_snr: frames per SNR bin.
         by_view: pixel counts per kind of view (see view_kind).
         frames_by_view: frames per kind of view.
+        by_rate: pixel counts per sample rate (see rate_key).
+        frames_by_rate: frames per sample rate.
+        as_sent: pixel counts against the truth with silent carriers as noise
+            (:func:`monitor.synth.truth.silent_as_noise`), on the frames with an energy mask.
+        silent_pixels: pixels of the truth's signal that belong to silent carriers.
+        signal_pixels: pixels of the truth's signal on those frames.
         carriers: carrier-level counts.
         seconds_per_frame: mean forward-pass time of one frame.
         batch_size: frames per forward pass.
@@ -107,6 +116,11 @@ class EvalResult:
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_view: dict[str, int] = field(default_factory=dict)
+    by_rate: dict[str, ConfusionMatrix] = field(default_factory=dict)
+    frames_by_rate: dict[str, int] = field(default_factory=dict)
+    as_sent: ConfusionMatrix = field(default_factory=ConfusionMatrix)
+    silent_pixels: int = 0
+    signal_pixels: int = 0
     carriers: CarrierCounts = field(default_factory=CarrierCounts)
     seconds_per_frame: float = float("nan")
     batch_size: int = 1
@@ -125,6 +139,9 @@ class EvalResult:
         by_view = {name: {"frames": self.frames_by_view[name],
                           **self.by_view[name].summary()} for name in VIEW_KINDS
                    if name in self.by_view}
+        by_rate = {name: {"frames": self.frames_by_rate[name], **self.by_rate[name].summary(),
+                          "false_alarm": false_alarm(self.by_rate[name].matrix)}
+                   for name in _by_rate(self.by_rate)}
         return json_safe({
             "model": self.card.model,
             "overrides": self.card.overrides,
@@ -132,9 +149,13 @@ class EvalResult:
             "gflops": self.card.gflops,
             "frames": self.frames,
             "pixels": self.confusion.summary(),
+            "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
+            "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
+            else None,
             "carriers": self.carriers.summary(),
             "by_snr": by_snr,
             "by_view": by_view,
+            "by_rate": by_rate,
             "ms_per_frame": 1e3 * self.seconds_per_frame,
             "batch_size": self.batch_size,
             "threads": self.threads,
@@ -220,6 +241,12 @@ def snr_bin(snr_db: float | None) -> str:
     return SNR_BINS[k]
 
 
+def rate_key(meta: dict[str, Any]) -> str:
+    """The report's sample-rate group of a frame ("unknown" for frames that do not say)."""
+    rate = meta.get("sample_rate")
+    return UNKNOWN if rate is None else f"{rate / 1e6:g} MS/s"
+
+
 def view_kind(mask: torch.Tensor) -> str:
     """What a frame's class mask shows: no noise pixel (a view inside carriers, which at a scale
     tied to the frame's own floor can look like noise), carriers and noise, or noise only."""
@@ -252,8 +279,8 @@ def evaluate(
     count = len(frames) if limit is None else min(limit, len(frames))
     seconds = 0.0
     for first in range(0, count, batch_size):
-        inputs, labels, metas = collate([frames[i] for i in range(first,
-                                                                   min(count, first + batch_size))])
+        indices = range(first, min(count, first + batch_size))
+        inputs, labels, metas = collate([frames[i] for i in indices])
         if tuple(labels.shape[-2:]) != (g["height"], g["width"]):
             raise InputError(f"the data's frames are {tuple(labels.shape[-2:])}, {name} was "
                              f"trained on {g['height']}x{g['width']}")
@@ -261,7 +288,8 @@ def evaluate(
         prediction = segment(model, inputs.to(device)).cpu()
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
-        for pred, truth, meta in zip(prediction, labels, metas, strict=True):
+        for i, pred, truth, meta in zip(indices, prediction, labels, metas, strict=True):
+            _count_as_sent(result, frames.energy(i), pred, truth, meta, card)
             spans = predicted_carriers(pred)
             if "carriers" in meta:
                 geometry = card.geometry_for(meta["sample_rate"])
@@ -276,9 +304,25 @@ def evaluate(
             kind = view_kind(truth)
             result.by_view.setdefault(kind, ConfusionMatrix()).update(pred, truth)
             result.frames_by_view[kind] = result.frames_by_view.get(kind, 0) + 1
+            rate = rate_key(meta)
+            result.by_rate.setdefault(rate, ConfusionMatrix()).update(pred, truth)
+            result.frames_by_rate[rate] = result.frames_by_rate.get(rate, 0) + 1
     result.frames = count
     result.seconds_per_frame = seconds / max(count, 1)
     return result
+
+
+def _count_as_sent(result: EvalResult, energy: np.ndarray | None, pred: torch.Tensor,
+                   truth: torch.Tensor, meta: dict[str, Any], card: ModelCard) -> None:
+    """Count a frame against the truth with its silent carriers as noise, where it has an
+    energy mask."""
+    if energy is None or "carriers" not in meta:
+        return
+    geometry = card.geometry_for(meta["sample_rate"])
+    seen = torch.from_numpy(silent_as_noise(truth.numpy(), energy, meta["carriers"], geometry))
+    result.as_sent.update(pred[None], seen[None])
+    result.signal_pixels += int((truth != 0).sum())
+    result.silent_pixels += int(((truth != 0) & (seen == 0)).sum())
 
 
 def evaluate_captures(
@@ -342,7 +386,8 @@ def format_report(
         lines += [f"Test data: {data}.", ""]
     if results:
         lines += _models_table(results) + _pixel_table(results) + _carrier_table(results)
-        lines += _snr_table(results) + _view_table(results) + _confusion_tables(results)
+        lines += _snr_table(results) + _view_table(results) + _rate_table(results)
+        lines += _confusion_tables(results)
     for name, recs in captures.items():
         lines += _captures_table(name, recs)
     return "\n".join(lines).rstrip() + "\n"
@@ -450,7 +495,30 @@ def _pixel_table(results: Sequence[EvalResult]) -> list[str]:
                  s["mean_accuracy"], s["macro_f1"], s["macro_precision"], s["macro_recall"],
                  s["lte_as_nr"], s["nr_as_lte"]]
         lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + " |")
-    return [*lines, "", "F1, precision and recall: macro means over the three classes.", ""]
+    lines += ["", "F1, precision and recall: macro means over the three classes.", ""]
+    return lines + _as_sent_table([r for r in results if r.signal_pixels])
+
+
+def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
+    """The pixel figures against what was sent: silent carriers as noise."""
+    if not results:
+        return []
+    share = results[0].silent_pixels / results[0].signal_pixels
+    lines = ["Against what was sent: the labels mark a carrier's whole channel for as long as it "
+             "is on, also where nothing is sent at that moment. A carrier that sent nothing in "
+             "the view during the whole frame (an idle NR cell between its SSBs, or whose SSB "
+             "lies outside the view) cannot be told from an empty channel by any receiver; "
+             f"here those carriers are noise. They hold {_pct(share)} % of the labelled signal "
+             "pixels.", "",
+             "| model | mean IoU | IoU noise | IoU LTE | IoU NR | pixel acc. | LTE called NR | "
+             "NR called LTE |",
+             "|---|" + "---:|" * 7]
+    for r in results:
+        s = r.as_sent.summary()
+        cells = [s["miou"], *(s["iou"][c] for c in CLASS_NAMES), s["pixel_accuracy"],
+                 s["lte_as_nr"], s["nr_as_lte"]]
+        lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + " |")
+    return [*lines, ""]
 
 
 def _carrier_table(results: Sequence[EvalResult]) -> list[str]:
@@ -513,6 +581,27 @@ def _view_table(results: Sequence[EvalResult]) -> list[str]:
     return [*lines, ""]
 
 
+def _rate_table(results: Sequence[EvalResult]) -> list[str]:
+    rates = _by_rate({k: None for r in results for k in r.by_rate})
+    lines = ["## By sample rate (%)", "",
+             "Each cell: mean IoU, LTE called NR / NR called LTE, and the false-alarm share "
+             "(noise pixels called LTE or NR). At the low rates a view is narrower than most "
+             "carriers and often lies inside one.", "",
+             "| rate | frames | " + " | ".join(r.name for r in results) + " |",
+             "|---|---:|" + "---:|" * len(results)]
+    lines += _group_rows(
+        results, rates, lambda r: (r.by_rate, r.frames_by_rate),
+        lambda s: (f"{_pct(s['miou'])}, {_pct(s['lte_as_nr'])} / {_pct(s['nr_as_lte'])}, "
+                   f"{_pct(s['false_alarm'])}"))
+    return [*lines, ""]
+
+
+def _by_rate(groups: dict[str, Any]) -> list[str]:
+    """The keys of per-rate groups from the lowest rate up, "unknown" last."""
+    return sorted(groups, key=lambda k: (k == UNKNOWN, float(k.split()[0]) if k != UNKNOWN
+                                         else 0.0))
+
+
 def _group_rows(
     results: Sequence[EvalResult],
     keys: Sequence[str],
@@ -532,7 +621,8 @@ def _group_rows(
             elif key == NOISE_ONLY:
                 cells.append(f"{_pct(false_alarm(matrices[key].matrix))} false alarm")
             else:
-                cells.append(figure(matrices[key].summary()))
+                m = matrices[key]
+                cells.append(figure({**m.summary(), "false_alarm": false_alarm(m.matrix)}))
         rows.append(f"| {key} | {frames} | " + " | ".join(cells) + " |")
     return rows
 

@@ -27,6 +27,8 @@ Configuration (TOML; relative paths are relative to the working directory)::
     val = ["data/val"]           # validation folders, or instead:
     val_fraction = 0.02          # hold this share of the training frames out (by frame identity)
     val_frames = 256             # validate on at most this many (full-size) frames
+    rates = [1.92e6, 2.4e6]      # optional: only the frames at these sample rates (a model for
+                                 # some rates, which its card then serves alone)
     [optim]
     steps = 20000                # or epochs = 10
     batch_size = 8
@@ -73,6 +75,7 @@ from tqdm import tqdm
 from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabilities
 from engines.selection import resolve_device
 from monitor.errors import InputError
+from monitor.train import CONFIG_DIR
 from monitor.train.augment import AugmentConfig
 from monitor.train.cards import (
     geometry_fields,
@@ -108,9 +111,6 @@ __all__ = [
     "validate",
 ]
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-"""The example configurations shipped with the package."""
-
 CHECKPOINT = "ckpt-last.pt"
 BEST = "best"
 CHECKPOINT_FORMAT = "prmnet-train/1"
@@ -127,6 +127,7 @@ class DataConfig:
     val: tuple[str, ...] = ()
     val_fraction: float = 0.0
     val_frames: int = 256
+    rates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not all(isinstance(d, str) for d in (*self.train, *self.val)) or isinstance(
@@ -139,6 +140,8 @@ class DataConfig:
             raise ValueError("give either data.val (folders) or data.val_fraction (> 0)")
         if not 0 <= self.val_fraction < 1 or self.val_frames <= 0:
             raise ValueError("data.val_fraction must lie in [0, 1), data.val_frames be positive")
+        if not all(isinstance(r, int | float) and r > 0 for r in self.rates):
+            raise ValueError("data.rates is a list of sample rates in samples per second")
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ def train(
     card_base = {
         "model_name": config.model,
         "overrides": config.overrides,
-        "sample_rates": _rates(frames),
+        "sample_rates": _rates(frames, config.data),
         "data": {
             "train": frames.describe(),
             "val": (val_frames.describe() if config.data.val
@@ -571,6 +574,9 @@ def split_data(data: DataConfig, frames: FrameSet) -> tuple[list[int], FrameSet,
     else:
         val_frames = frames
         train_idx, val_idx = holdout_split(frames, data.val_fraction)
+    if data.rates:
+        train_idx = _at_rates(frames, train_idx, data.rates)
+        val_idx = _at_rates(val_frames, val_idx, data.rates)
     if not train_idx or not val_idx:
         raise InputError(
             f"{len(train_idx)} training and {len(val_idx)} validation frames: need some of each"
@@ -581,8 +587,23 @@ def split_data(data: DataConfig, frames: FrameSet) -> tuple[list[int], FrameSet,
     return train_idx, val_frames, val_idx
 
 
-def _rates(frames: FrameSet) -> list[float]:
+def _at_rates(frames: FrameSet, positions: list[int], rates: tuple[float, ...]) -> list[int]:
+    """The positions of the frames drawn at one of ``rates``.
+
+    Raises:
+        InputError: for frames that do not say their rate (the authors' pictures).
+    """
+    if not isinstance(frames, ShardFrames):
+        raise InputError("data.rates picks frames of prmnet synth data sets by sample rate; "
+                         "the authors' pictures have one rate (61.44 MS/s)")
+    wanted = {round(r) for r in rates}
+    return [i for i in positions if round(frames.metas[i]["sample_rate"]) in wanted]
+
+
+def _rates(frames: FrameSet, data: DataConfig) -> list[float]:
     """Sample rates the training data covers (the authors' pictures: 61.44 MS/s)."""
+    if data.rates:
+        return sorted(float(r) for r in data.rates)
     return frames.sample_rates() if isinstance(frames, ShardFrames) else [61.44e6]
 
 
