@@ -15,9 +15,11 @@ import torch
 from torch import nn
 
 from engines.prmnet import create_model
+from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import network_input
 from monitor.errors import InputError
 from monitor.synth.dataset import DatasetRequest, generate_dataset
+from monitor.synth.truth import silent_as_noise
 from monitor.train.cards import load_checkpoint, make_card, save_checkpoint
 from monitor.train.commands import add_commands
 from monitor.train.data import (
@@ -93,6 +95,22 @@ def test_shard_frames_give_network_input_labels_and_truth(data: dict[str, Path])
     assert frames.sample_rates() == [RATE]
     clone = pickle.loads(pickle.dumps(frames))  # as a spawned loader worker gets it
     assert torch.equal(clone[7][0], x)
+
+
+def test_sent_truth_makes_carriers_that_sent_nothing_noise(data: dict[str, Path]) -> None:
+    channel, sent = open_frames([data["train"]]), open_frames([data["train"]], "sent")
+    for i in range(len(channel)):
+        image, mask, meta = channel.raw(i)
+        geometry = Geometry.for_rate(meta["sample_rate"])
+        expected = silent_as_noise(mask, channel.energy(i), meta["carriers"], geometry)
+        assert np.array_equal(sent.raw(i)[1], expected)
+        assert np.array_equal(sent.raw(i)[0], image)
+        assert np.all((sent.raw(i)[1] == mask) | (sent.raw(i)[1] == 0))
+    with pytest.raises(InputError, match="truth must be one of channel, sent"):
+        open_frames([data["train"]], "painted")
+    with pytest.raises(InputError, match="truth is one of"):
+        TrainConfig.from_dict({"model": "prmnet_w8", "data": {
+            "train": ["x"], "val_fraction": 0.3, "truth": "painted"}, "optim": {"steps": 1}})
 
 
 def test_bad_data_folders_are_input_errors(tmp_path: Path) -> None:

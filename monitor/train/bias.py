@@ -144,7 +144,7 @@ def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
         raise InputError(f"{run} is not a training run with a best checkpoint "
                          f"(config.json and {BEST}.safetensors)")
     config = TrainConfig.from_dict(json.loads(config_path.read_text()), str(config_path))
-    frames = open_frames(config.data.train)
+    frames = open_frames(config.data.train, config.data.truth)
     _, val_frames, val_idx = split_data(config.data, frames)
     dev = torch.device(device)
     model, card = load_checkpoint(run / f"{BEST}.safetensors", dev)

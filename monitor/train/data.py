@@ -7,7 +7,10 @@ Two kinds of frame set, opened by :func:`open_frames` from the folders a user na
   their metadata; an item is the network input made by
   :func:`monitor.dsp.spectrogram.network_input` from the dBFS frame, the class mask and the
   frame's metadata (sample rate, receiver, the carriers' truth). Frames still being generated
-  (temporary shard folders) are not seen.
+  (temporary shard folders) are not seen. The class mask is the reference convention
+  (``truth="channel"``: a carrier's whole channel while it is on) or what was sent
+  (``truth="sent"``: the same with every carrier that sent nothing in the frame made noise,
+  :func:`monitor.synth.truth.silent_as_noise`).
 - :class:`PngFrames`: the PRMNet authors' layout (``input/`` and ``label/`` folders of RGB PNGs
   with the same names, e.g. ``trainSet`` or ``testSet``). Labels are decoded by nearest colour
   (LTE (2, 0, 0), NR (127, 0, 0), Noise (200, 161, 159)) into our class order; both images are
@@ -32,12 +35,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import network_input
 from monitor.errors import InputError
+from monitor.synth.truth import silent_as_noise
 from monitor.train.augment import AugmentConfig, augment_frame
 
 __all__ = [
     "PNG_COLOURS",
+    "TRUTHS",
     "AugmentedFrames",
     "FrameSet",
     "PngFrames",
@@ -49,6 +55,7 @@ __all__ = [
 ]
 
 SHARD_FORMAT = "prmnet-shards/1"
+TRUTHS = ("channel", "sent")
 PNG_SIZE = 256
 PNG_COLOURS: dict[int, tuple[int, int, int]] = {
     0: (200, 161, 159),
@@ -106,6 +113,7 @@ class ShardFrames(FrameSet):
 
     Args:
         dirs: data set folders; their frames are concatenated in the order given.
+        truth: the class masks :meth:`raw` gives, one of TRUTHS (see the module docstring).
 
     Raises:
         InputError: if a folder is not a data set, holds no complete shard, or a shard is
@@ -115,7 +123,10 @@ class ShardFrames(FrameSet):
     in_chans = 1
     radio = True
 
-    def __init__(self, dirs: Sequence[str | Path]) -> None:
+    def __init__(self, dirs: Sequence[str | Path], truth: str = "channel") -> None:
+        if truth not in TRUTHS:
+            raise InputError(f"truth must be one of {', '.join(TRUTHS)}, got {truth!r}")
+        self.truth = truth
         self.dirs = [Path(d) for d in dirs]
         self.manifests = [_read_manifest(d) for d in self.dirs]
         self._shards: list[Path] = []
@@ -143,7 +154,15 @@ class ShardFrames(FrameSet):
         k = int(np.searchsorted(self._starts, index, side="right")) - 1
         images, labels = self._open(k)
         j = index - int(self._starts[k])
-        return np.asarray(images[j], dtype=np.float32), np.asarray(labels[j]), self.metas[index]
+        mask, meta = np.asarray(labels[j]), self.metas[index]
+        if self.truth == "sent":
+            energy = self.energy(index)
+            if energy is None:
+                raise InputError(f"shard {self._shards[k]} has no energy.npy, which truth "
+                                 f"'sent' needs; generate it again")
+            geometry = Geometry.for_rate(meta["sample_rate"], mask.shape[1], mask.shape[0])
+            mask = silent_as_noise(mask, energy, meta["carriers"], geometry)
+        return np.asarray(images[j], dtype=np.float32), mask, meta
 
     def to_input(self, image: np.ndarray) -> torch.Tensor:
         return network_input(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
@@ -264,18 +283,23 @@ def decode_label(rgb: np.ndarray) -> np.ndarray:
     return distance.argmin(axis=-1).astype(np.uint8)
 
 
-def open_frames(dirs: Sequence[str | Path]) -> FrameSet:
-    """The frames of the folders named, shards or the authors' PNG layout (not a mix).
+def open_frames(dirs: Sequence[str | Path], truth: str = "channel") -> FrameSet:
+    """The frames of the folders named, shards or the authors' PNG layout (not a mix), with
+    the class masks of ``truth`` (see the module docstring; the authors' have only "channel").
 
     Raises:
-        InputError: for a folder that is neither, or a mix of the two.
+        InputError: for a folder that is neither, a mix of the two, or a truth they lack.
     """
     if not dirs:
         raise InputError("no data folder given")
     kinds = {_kind(Path(d)) for d in dirs}
     if len(kinds) > 1:
         raise InputError("data folders mix prmnet shards and the authors' PNG layout")
-    return ShardFrames(dirs) if kinds == {"shards"} else PngFrames(dirs)
+    if kinds == {"shards"}:
+        return ShardFrames(dirs, truth)
+    if truth != "channel":
+        raise InputError(f"the authors' pictures have channel labels only, not truth {truth!r}")
+    return PngFrames(dirs)
 
 
 def holdout_split(frames: FrameSet, fraction: float) -> tuple[list[int], list[int]]:

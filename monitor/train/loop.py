@@ -29,6 +29,9 @@ Configuration (TOML; relative paths are relative to the working directory)::
     val_frames = 256             # validate on at most this many (full-size) frames
     rates = [1.92e6, 2.4e6]      # optional: only the frames at these sample rates (a model for
                                  # some rates, which its card then serves alone)
+    truth = "channel"            # the labels: "channel" (the reference convention: a carrier's
+                                 # channel while it is on) or "sent" (carriers that sent nothing
+                                 # in the frame are noise), monitor.train.data
     [optim]
     steps = 20000                # or epochs = 10
     batch_size = 8
@@ -85,6 +88,7 @@ from monitor.train.cards import (
     save_checkpoint,
 )
 from monitor.train.data import (
+    TRUTHS,
     AugmentedFrames,
     FrameSet,
     ShardFrames,
@@ -128,6 +132,7 @@ class DataConfig:
     val_fraction: float = 0.0
     val_frames: int = 256
     rates: tuple[float, ...] = ()
+    truth: str = "channel"
 
     def __post_init__(self) -> None:
         if not all(isinstance(d, str) for d in (*self.train, *self.val)) or isinstance(
@@ -142,6 +147,8 @@ class DataConfig:
             raise ValueError("data.val_fraction must lie in [0, 1), data.val_frames be positive")
         if not all(isinstance(r, int | float) and r > 0 for r in self.rates):
             raise ValueError("data.rates is a list of sample rates in samples per second")
+        if self.truth not in TRUTHS:
+            raise ValueError(f"data.truth is one of {', '.join(TRUTHS)}, got {self.truth!r}")
 
 
 @dataclass(frozen=True)
@@ -341,7 +348,7 @@ def train(
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     device = pick_device(config.run.device)
-    frames = open_frames(config.data.train)
+    frames = open_frames(config.data.train, config.data.truth)
     _require_complete(frames)
     train_idx, val_frames, val_idx = split_data(config.data, frames)
     total = config.optim.total_steps(len(train_idx))
@@ -383,6 +390,7 @@ def train(
                     else {"held_out_fraction": config.data.val_fraction}),
             "train_frames": len(train_idx),
             "val_frames": len(val_idx),
+            "truth": config.data.truth,
         },
     }
     losses: list[float] = []
@@ -562,7 +570,7 @@ def _require_complete(frames: FrameSet) -> None:
 def split_data(data: DataConfig, frames: FrameSet) -> tuple[list[int], FrameSet, list[int]]:
     """Training positions, validation frame set and validation positions (at most val_frames)."""
     if data.val:
-        val_frames = open_frames(data.val)
+        val_frames = open_frames(data.val, data.truth)
         train_idx = list(range(len(frames)))
         val_idx = list(range(len(val_frames)))
         shared = set(frames.keys()) & set(val_frames.keys())
