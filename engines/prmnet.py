@@ -205,6 +205,7 @@ class MultiScaleStem(nn.Module):
             act_layer: Activation after the norm.
         """
         super().__init__()
+        self.in_chans = in_chans
         self.branches = nn.ModuleList(
             nn.Conv2d(in_chans, ms_width, k, padding=k // 2) for k in kernel_sizes
         )
@@ -421,6 +422,7 @@ class PRMNet(nn.Module):
         head_mid_width: int = 16,
         spare_head_norms: bool = True,
         time_pool: int = 1,
+        time_fold: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
@@ -438,6 +440,8 @@ class PRMNet(nn.Module):
             time_pool: Average this many input rows (time) into one before the network and
                 stretch the logits back after it (published: 1); see
                 :mod:`engines.time_pool`.
+            time_fold: Give the MSFE each group's ``time_pool`` rows as channels instead of
+                their mean (published: False); see :mod:`engines.time_pool`.
             norm_layer: Norm of the MSFE and of the head (BatchNorm published).
             act_layer: Activation everywhere (ReLU published); called with ``inplace=True``.
         """
@@ -445,7 +449,9 @@ class PRMNet(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.time_pool = check_time_pool(time_pool)
-        self.msfe = MultiScaleStem(in_chans, ms_width, norm_layer=norm_layer, act_layer=act_layer)
+        self.time_fold = time_fold
+        self.msfe = MultiScaleStem(in_chans * time_pool if time_fold else in_chans, ms_width,
+                                   norm_layer=norm_layer, act_layer=act_layer)
         self.body = PRMBody(self.msfe.out_chans, width, act_layer=act_layer)
         self.head = PRMHead(
             self.msfe.out_chans,
@@ -463,13 +469,14 @@ class PRMNet(nn.Module):
         """The input heights it takes are multiples of this."""
         return 2 ** (NUM_STREAMS - 1) * self.time_pool
 
-    def _check_input(self, x: torch.Tensor, time_pool: int = 1) -> None:
-        """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)`` with W a multiple of 8
-        and H of 8 * ``time_pool``."""
+    def _check_input(self, x: torch.Tensor, time_pool: int = 1, chans: int | None = None) -> None:
+        """Raise ValueError unless ``x`` is ``(N, chans, H, W)`` (``chans`` default in_chans)
+        with W a multiple of 8 and H of 8 * ``time_pool``."""
         multiple = 2 ** (NUM_STREAMS - 1)
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
+        chans = self.in_chans if chans is None else chans
+        if x.ndim != 4 or x.shape[1] != chans:
             raise ValueError(
-                f"PRMNet expects input of shape (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
+                f"PRMNet expects input of shape (N, {chans}, H, W), got {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
         if height % (multiple * time_pool) or width % multiple:
@@ -484,7 +491,8 @@ class PRMNet(nn.Module):
         """Run the MSFE and the body.
 
         Args:
-            x: Input of shape ``(N, in_chans, H, W)``, H and W multiples of 8.
+            x: Input of shape ``(N, C, H, W)``, H and W multiples of 8; C is ``in_chans``, or
+                ``in_chans * time_pool`` where ``time_fold`` folds rows into channels.
 
         Returns:
             ``(X_ms, X_out)``: the MSFE output and the body output, both at full resolution.
@@ -492,7 +500,7 @@ class PRMNet(nn.Module):
         Raises:
             ValueError: If the input's shape is not one the network accepts.
         """
-        self._check_input(x)
+        self._check_input(x, chans=self.msfe.in_chans)
         x_ms = self.msfe(x)
         return x_ms, self.body(x_ms)
 
@@ -524,7 +532,7 @@ class PRMNet(nn.Module):
         """
         self._check_input(x, self.time_pool)
         return pooled_forward(lambda p: self.forward_head(*self.forward_features(p)), x,
-                              self.time_pool)
+                              self.time_pool, self.time_fold)
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:

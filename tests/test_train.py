@@ -39,7 +39,14 @@ from monitor.train.evaluate import (
     snr_bin,
     write_report,
 )
-from monitor.train.loop import CONFIG_DIR, TrainConfig, resolve_config, split_data, train
+from monitor.train.loop import (
+    CONFIG_DIR,
+    TrainConfig,
+    _initialise,
+    resolve_config,
+    split_data,
+    train,
+)
 
 RATE = 1.92e6
 
@@ -267,6 +274,16 @@ def test_init_starts_from_a_checkpoint_with_the_same_tensors(
     initial = safetensors.torch.load_file(start)
     learned = [k for k in initial if "running_" not in k and "num_batches" not in k]
     assert all(torch.allclose(trained[k], initial[k], atol=1e-6) for k in learned)
+    # a network that folds its rows starts as its averaging twin
+    folded = TrainConfig.from_dict({**config.to_dict(), "overrides": {"time_pool": 2,
+                                                                       "time_fold": True}})
+    model = create_model("prmnet_w8", time_pool=2, time_fold=True).eval()
+    _initialise(model, str(start))
+    twin, _ = load_checkpoint(start)
+    x = torch.randn(1, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), twin(x), atol=1e-5)
+    assert folded.overrides["time_fold"] is True
     bad = _untrained(tmp_path, "unet", model="unet_s")
     with pytest.raises(InputError, match="do not fit"):
         train(TrainConfig.from_dict({**config.to_dict(), "init": str(bad)}), tmp_path / "bad",

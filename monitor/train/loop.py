@@ -77,6 +77,7 @@ from tqdm import tqdm
 
 from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabilities
 from engines.selection import resolve_device
+from engines.time_pool import fold_weights
 from monitor.errors import InputError
 from monitor.train import CONFIG_DIR
 from monitor.train.augment import AugmentConfig
@@ -437,14 +438,23 @@ def train(
 
 
 def _initialise(model: nn.Module, path: str) -> None:
-    """Start from the weights of another checkpoint with the same tensors.
+    """Start from the weights of another checkpoint with the same tensors, or of the averaging
+    twin of a network that folds rows into channels (its first convolutions' weights shared out
+    over the folded rows, :func:`engines.time_pool.fold_weights`: the same function to start).
 
     Raises:
         InputError: for weights that cannot be read or do not fit the model.
     """
     source, _ = load_checkpoint(path)
+    weights = source.state_dict()
+    if getattr(model, "time_fold", False) and not getattr(source, "time_fold", False):
+        target = model.state_dict()
+        first = {k for k, v in weights.items()
+                 if k in target and v.ndim == 4 and target[k].shape[1] != v.shape[1]}
+        weights = {k: fold_weights(v, model.time_pool) if k in first else v
+                   for k, v in weights.items()}
     try:
-        model.load_state_dict(source.state_dict(), strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise InputError(f"init weights {path} do not fit {type(model).__name__}: "
                          f"{str(exc).splitlines()[0]}") from None
