@@ -335,6 +335,9 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert results[0].frames == 2 and sum(results[0].frames_by_snr.values()) == 2
     assert results[0].confusion.matrix.sum() == 2 * 256 * 256
     assert results[0].frames_by_rate == {rate_key({"sample_rate": RATE}): 2}
+    elsewhere = make_card("prmnet_w8", {}, [10e6])
+    with pytest.raises(InputError, match="none of the frames is at a rate w8 serves"):
+        evaluate(create_model("prmnet_w8"), elsewhere, frames, "w8", limit=2)
     labelled = sum(int((frames[i][1] != 0).sum()) for i in range(2))
     assert results[0].signal_pixels == labelled >= results[0].silent_pixels
     assert results[0].as_sent.matrix.sum() == 2 * 256 * 256

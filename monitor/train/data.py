@@ -103,6 +103,10 @@ class FrameSet(Dataset, ABC):
         data set has none."""
         return None
 
+    def rate(self, index: int) -> float | None:
+        """Frame ``index``'s sample rate, None where the data set does not say."""
+        return None
+
     def __getitem__(self, index: int) -> Sample:
         image, mask, meta = self.raw(index)
         return self.to_input(image), torch.from_numpy(mask.astype(np.int64)), meta
@@ -166,6 +170,9 @@ class ShardFrames(FrameSet):
 
     def to_input(self, image: np.ndarray) -> torch.Tensor:
         return network_input(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)))
+
+    def rate(self, index: int) -> float | None:
+        return float(self.metas[index]["sample_rate"])
 
     def energy(self, index: int) -> np.ndarray | None:
         k = int(np.searchsorted(self._starts, index, side="right")) - 1

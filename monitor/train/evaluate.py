@@ -264,7 +264,8 @@ def evaluate(
     batch_size: int = 1,
     device: torch.device | str = "cpu",
 ) -> EvalResult:
-    """Run ``model`` on the frames (the first ``limit``) and measure everything.
+    """Run ``model`` on the frames (of the first ``limit``, those at rates it serves) and
+    measure everything.
 
     Raises:
         InputError: if the frames do not fit the model (channels, image size).
@@ -277,9 +278,12 @@ def evaluate(
     model = model.to(device).eval()
     result = EvalResult(name, card, batch_size=batch_size, threads=torch.get_num_threads())
     count = len(frames) if limit is None else min(limit, len(frames))
+    served = [i for i in range(count) if (rate := frames.rate(i)) is None or card.serves(rate)]
+    if not served:
+        raise InputError(f"none of the frames is at a rate {name} serves")
     seconds = 0.0
-    for first in range(0, count, batch_size):
-        indices = range(first, min(count, first + batch_size))
+    for first in range(0, len(served), batch_size):
+        indices = served[first : first + batch_size]
         inputs, labels, metas = collate([frames[i] for i in indices])
         if tuple(labels.shape[-2:]) != (g["height"], g["width"]):
             raise InputError(f"the data's frames are {tuple(labels.shape[-2:])}, {name} was "
@@ -307,8 +311,8 @@ def evaluate(
             rate = rate_key(meta)
             result.by_rate.setdefault(rate, ConfusionMatrix()).update(pred, truth)
             result.frames_by_rate[rate] = result.frames_by_rate.get(rate, 0) + 1
-    result.frames = count
-    result.seconds_per_frame = seconds / max(count, 1)
+    result.frames = len(served)
+    result.seconds_per_frame = seconds / len(served)
     return result
 
 
@@ -495,8 +499,11 @@ def _pixel_table(results: Sequence[EvalResult]) -> list[str]:
                  s["mean_accuracy"], s["macro_f1"], s["macro_precision"], s["macro_recall"],
                  s["lte_as_nr"], s["nr_as_lte"]]
         lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + " |")
-    lines += ["", "F1, precision and recall: macro means over the three classes.", ""]
-    return lines + _as_sent_table([r for r in results if r.signal_pixels])
+    lines += ["", "F1, precision and recall: macro means over the three classes."]
+    if len({r.frames for r in results}) > 1:
+        lines += ["A model is evaluated on the frames at the rates it serves (the models' table "
+                  "counts them); the table by sample rate compares models rate for rate."]
+    return [*lines, "", *_as_sent_table([r for r in results if r.signal_pixels])]
 
 
 def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
