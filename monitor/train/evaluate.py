@@ -510,7 +510,8 @@ def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
     """The pixel figures against what was sent: silent carriers as noise."""
     if not results:
         return []
-    share = results[0].silent_pixels / results[0].signal_pixels
+    widest = max(results, key=lambda r: r.frames)  # a model of a few rates sees fewer frames
+    share = widest.silent_pixels / widest.signal_pixels
     lines = ["Against what was sent: the labels mark a carrier's whole channel for as long as it "
              "is on, also where nothing is sent at that moment. A carrier that sent nothing in "
              "the view during the whole frame (an idle NR cell between its SSBs, or whose SSB "
