@@ -147,7 +147,7 @@ class ShardFrames(FrameSet):
         if not self._shards:
             raise InputError(f"no complete shard in {', '.join(map(str, self.dirs))} yet")
         self._starts = np.asarray(starts)
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -155,9 +155,8 @@ class ShardFrames(FrameSet):
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         if not 0 <= index < len(self):
             raise IndexError(f"frame {index} of {len(self)}")
-        k = int(np.searchsorted(self._starts, index, side="right")) - 1
-        images, labels = self._open(k)
-        j = index - int(self._starts[k])
+        k, j = self._locate(index)
+        images, labels, _ = self._open(k)
         mask, meta = np.asarray(labels[j]), self.metas[index]
         if self.truth == "sent":
             energy = self.energy(index)
@@ -175,11 +174,9 @@ class ShardFrames(FrameSet):
         return float(self.metas[index]["sample_rate"])
 
     def energy(self, index: int) -> np.ndarray | None:
-        k = int(np.searchsorted(self._starts, index, side="right")) - 1
-        path = self._shards[k] / "energy.npy"
-        if not path.is_file():
-            return None
-        return np.asarray(np.load(path, mmap_mode="r")[index - int(self._starts[k])])
+        k, j = self._locate(index)
+        energy = self._open(k)[2]
+        return None if energy is None else np.asarray(energy[j])
 
     def sample_rates(self) -> list[float]:
         """The sample rates the data sets were drawn at."""
@@ -207,12 +204,22 @@ class ShardFrames(FrameSet):
         folders = np.repeat(np.arange(len(self.dirs)), self._folder_frames)
         return [(seeds[f], int(m["index"])) for f, m in zip(folders, self.metas, strict=True)]
 
-    def _open(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(shard, frame within it) of frame ``index``."""
+        k = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return k, index - int(self._starts[k])
+
+    def _open(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Shard ``k``'s images, labels and energy masks (None where it has none),
+        memory-mapped once."""
         if k not in self._arrays:
             shard = self._shards[k]
+            energy_path = shard / "energy.npy"
             try:
                 images = np.load(shard / "images.npy", mmap_mode="r")
                 labels = np.load(shard / "labels.npy", mmap_mode="r")
+                energy = (np.load(energy_path, mmap_mode="r") if energy_path.is_file()
+                          else None)
             except (OSError, ValueError) as exc:
                 raise InputError(f"cannot read shard {shard}: {exc}") from None
             count = int(self._starts[k + 1] - self._starts[k])
@@ -221,7 +228,7 @@ class ShardFrames(FrameSet):
                     f"shard {shard} is inconsistent: images {images.shape}, labels "
                     f"{labels.shape}, {count} lines in frames.jsonl; generate it again"
                 )
-            self._arrays[k] = (images, labels)
+            self._arrays[k] = (images, labels, energy)
         return self._arrays[k]
 
     def __getstate__(self) -> dict[str, Any]:

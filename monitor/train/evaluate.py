@@ -38,6 +38,7 @@ from torch import nn
 
 from engines.prmnet import CLASS_NAMES
 from monitor.dsp.frames import pad_rows
+from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
 from monitor.sources.files import open_recording
@@ -293,36 +294,37 @@ def evaluate(
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
         for i, pred, truth, meta in zip(indices, prediction, labels, metas, strict=True):
-            _count_as_sent(result, frames.energy(i), pred, truth, meta, card)
             spans = predicted_carriers(pred)
             if "carriers" in meta:
                 geometry = card.geometry_for(meta["sample_rate"])
+                _count_as_sent(result, frames.energy(i), pred, truth, meta, geometry)
                 truth_spans = truth_carriers(meta, geometry)
                 key = snr_bin(_frame_snr(meta, geometry))
                 result.carriers.edges.extend(edge_errors(spans, meta, geometry))
             else:
                 truth_spans, key = predicted_carriers(truth), UNKNOWN
             result.carriers.update(spans, truth_spans)
-            result.by_snr.setdefault(key, ConfusionMatrix()).update(pred, truth)
-            result.frames_by_snr[key] = result.frames_by_snr.get(key, 0) + 1
-            kind = view_kind(truth)
-            result.by_view.setdefault(kind, ConfusionMatrix()).update(pred, truth)
-            result.frames_by_view[kind] = result.frames_by_view.get(kind, 0) + 1
-            rate = rate_key(meta)
-            result.by_rate.setdefault(rate, ConfusionMatrix()).update(pred, truth)
-            result.frames_by_rate[rate] = result.frames_by_rate.get(rate, 0) + 1
+            _tally(result.by_snr, result.frames_by_snr, key, pred, truth)
+            _tally(result.by_view, result.frames_by_view, view_kind(truth), pred, truth)
+            _tally(result.by_rate, result.frames_by_rate, rate_key(meta), pred, truth)
     result.frames = len(served)
     result.seconds_per_frame = seconds / len(served)
     return result
 
 
+def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
+           pred: torch.Tensor, truth: torch.Tensor) -> None:
+    """Count a frame's pixels and the frame itself in its group ``key``."""
+    groups.setdefault(key, ConfusionMatrix()).update(pred, truth)
+    frames[key] = frames.get(key, 0) + 1
+
+
 def _count_as_sent(result: EvalResult, energy: np.ndarray | None, pred: torch.Tensor,
-                   truth: torch.Tensor, meta: dict[str, Any], card: ModelCard) -> None:
+                   truth: torch.Tensor, meta: dict[str, Any], geometry: Geometry) -> None:
     """Count a frame against the truth with its silent carriers as noise, where it has an
     energy mask."""
-    if energy is None or "carriers" not in meta:
+    if energy is None:
         return
-    geometry = card.geometry_for(meta["sample_rate"])
     seen = torch.from_numpy(silent_as_noise(truth.numpy(), energy, meta["carriers"], geometry))
     result.as_sent.update(pred[None], seen[None])
     result.signal_pixels += int((truth != 0).sum())
@@ -488,6 +490,11 @@ def _models_table(results: Sequence[EvalResult]) -> list[str]:
     return lines
 
 
+def _row(name: str, figures: Sequence[float]) -> str:
+    """A table row: the model's name, then its figures as percentages."""
+    return f"| {name} | " + " | ".join(_pct(v) for v in figures) + " |"
+
+
 def _pixel_table(results: Sequence[EvalResult]) -> list[str]:
     lines = ["## Pixels (%)", "",
              "| model | mean IoU | IoU noise | IoU LTE | IoU NR | pixel acc. | mean acc. | "
@@ -498,7 +505,7 @@ def _pixel_table(results: Sequence[EvalResult]) -> list[str]:
         cells = [s["miou"], *(s["iou"][c] for c in CLASS_NAMES), s["pixel_accuracy"],
                  s["mean_accuracy"], s["macro_f1"], s["macro_precision"], s["macro_recall"],
                  s["lte_as_nr"], s["nr_as_lte"]]
-        lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + " |")
+        lines.append(_row(r.name, cells))
     lines += ["", "F1, precision and recall: macro means over the three classes."]
     if len({r.frames for r in results}) > 1:
         lines += ["A model is evaluated on the frames at the rates it serves (the models' table "
@@ -523,9 +530,8 @@ def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
              "|---|" + "---:|" * 7]
     for r in results:
         s = r.as_sent.summary()
-        cells = [s["miou"], *(s["iou"][c] for c in CLASS_NAMES), s["pixel_accuracy"],
-                 s["lte_as_nr"], s["nr_as_lte"]]
-        lines.append(f"| {r.name} | " + " | ".join(_pct(v) for v in cells) + " |")
+        lines.append(_row(r.name, [s["miou"], *(s["iou"][c] for c in CLASS_NAMES),
+                                   s["pixel_accuracy"], s["lte_as_nr"], s["nr_as_lte"]]))
     return [*lines, ""]
 
 

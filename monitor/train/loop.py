@@ -611,11 +611,11 @@ def _at_rates(frames: FrameSet, positions: list[int], rates: tuple[float, ...]) 
     Raises:
         InputError: for frames that do not say their rate (the authors' pictures).
     """
-    if not isinstance(frames, ShardFrames):
+    if positions and frames.rate(positions[0]) is None:
         raise InputError("data.rates picks frames of prmnet synth data sets by sample rate; "
                          "the authors' pictures have one rate (61.44 MS/s)")
     wanted = {round(r) for r in rates}
-    return [i for i in positions if round(frames.metas[i]["sample_rate"]) in wanted]
+    return [i for i in positions if round(frames.rate(i)) in wanted]
 
 
 def _rates(frames: FrameSet, data: DataConfig) -> list[float]:
