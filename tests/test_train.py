@@ -259,6 +259,18 @@ def test_resumed_run_gives_the_weights_of_an_uninterrupted_one(
     other = _config(data, 6, lr=1e-3)
     with pytest.raises(InputError, match="another configuration"):
         train(other, tmp_path / "parts", progress=False)
+    # a run begun before a key existed (its checkpoint lacks it) resumes where the key is at its
+    # default, and only there
+    path = tmp_path / "parts" / "ckpt-last.pt"
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["data"]["truth"]
+    payload["state"]["step"] = 4
+    torch.save(payload, path)
+    assert train(config, tmp_path / "parts", progress=False).step == 6
+    sent = TrainConfig.from_dict({**config.to_dict(), "data": {
+        **config.to_dict()["data"], "truth": "sent"}})
+    with pytest.raises(InputError, match="another configuration"):
+        train(sent, tmp_path / "parts", progress=False)
 
 
 def test_init_starts_from_a_checkpoint_with_the_same_tensors(

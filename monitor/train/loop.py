@@ -694,6 +694,15 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _with_defaults(stored: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A checkpoint's configuration with every key it lacks at its default: a run begun before a
+    key existed computed what that key's default computes."""
+    try:
+        return TrainConfig.from_dict(stored, str(path)).to_dict()
+    except (InputError, TypeError, ValueError):
+        return stored
+
+
 def _save_state(
     run: Path,
     config: TrainConfig,
@@ -738,7 +747,7 @@ def _resume(
         raise InputError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path} is not a prmnet training checkpoint")
-    if _comparable(payload["config"]) != _comparable(config.to_dict()):
+    if _comparable(_with_defaults(payload["config"], path)) != _comparable(config.to_dict()):
         raise InputError(
             f"{run} holds a run started with another configuration; resume it with that one "
             f"({run / 'config.json'}) or choose another --run-dir"
