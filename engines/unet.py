@@ -7,7 +7,8 @@ classifier. Same convention as :class:`engines.prmnet.PRMNet`: ``(N, in_chans, H
 ``(N, num_classes, H, W)`` logits out, classes in ``engines.prmnet.CLASS_NAMES`` order.
 
 ``time_pool`` (:mod:`engines.time_pool`) runs it on input rows averaged in groups, as
-``prmnet_cpu`` does, at a fraction of the cost.
+``prmnet_cpu`` does, at a fraction of the cost; ``time_fold`` gives it each group's rows as
+channels instead of their mean.
 
 ``unet_s`` is sized to cost about as much as ``prmnet_w16`` (convolution FLOPs at 256x256, one
 input channel): :func:`unet_matching_flops` finds the base width for any other target.
@@ -79,6 +80,7 @@ class UNet(nn.Module):
         base_width: int = 16,
         depth: int = 4,
         time_pool: int = 1,
+        time_fold: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
@@ -91,6 +93,8 @@ class UNet(nn.Module):
             depth: Number of 2x2 poolings (levels below full resolution).
             time_pool: Average this many input rows (time) into one before the network and
                 stretch the logits back after it.
+            time_fold: Give the first convolution each group's ``time_pool`` rows as channels
+                instead of their mean.
             norm_layer: Norm after every 3x3 conv.
             act_layer: Activation after every norm.
         """
@@ -99,8 +103,10 @@ class UNet(nn.Module):
         self.num_classes = num_classes
         self.depth = depth
         self.time_pool = check_time_pool(time_pool)
+        self.time_fold = time_fold
         widths = [base_width * 2**i for i in range(depth + 1)]
-        self.stem = DoubleConv(in_chans, widths[0], norm_layer, act_layer)
+        self.stem = DoubleConv(in_chans * time_pool if time_fold else in_chans, widths[0],
+                               norm_layer, act_layer)
         self.down = nn.ModuleList(
             DoubleConv(widths[i], widths[i + 1], norm_layer, act_layer) for i in range(depth)
         )
@@ -115,13 +121,14 @@ class UNet(nn.Module):
         """The input heights it takes are multiples of this."""
         return 2**self.depth * self.time_pool
 
-    def _check_input(self, x: torch.Tensor, time_pool: int = 1) -> None:
-        """Raise ValueError unless ``x`` is ``(N, in_chans, H, W)``, W a multiple of
-        ``2**depth`` and H of ``2**depth * time_pool``."""
+    def _check_input(self, x: torch.Tensor, time_pool: int = 1, chans: int | None = None) -> None:
+        """Raise ValueError unless ``x`` is ``(N, chans, H, W)`` (``chans`` default in_chans),
+        W a multiple of ``2**depth`` and H of ``2**depth * time_pool``."""
         multiple = 2**self.depth
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
+        chans = self.in_chans if chans is None else chans
+        if x.ndim != 4 or x.shape[1] != chans:
             raise ValueError(
-                f"UNet expects input of shape (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
+                f"UNet expects input of shape (N, {chans}, H, W), got {tuple(x.shape)}"
             )
         height, width = x.shape[-2:]
         if height % (multiple * time_pool) or width % multiple:
@@ -136,7 +143,9 @@ class UNet(nn.Module):
         """Run encoder and decoder.
 
         Args:
-            x: Input of shape ``(N, in_chans, H, W)``, H and W multiples of ``2**depth``.
+            x: Input of shape ``(N, C, H, W)``, H and W multiples of ``2**depth``; C is
+                ``in_chans``, or ``in_chans * time_pool`` where ``time_fold`` folds rows into
+                channels.
 
         Returns:
             Decoder output, ``base_width`` channels at full resolution.
@@ -144,7 +153,7 @@ class UNet(nn.Module):
         Raises:
             ValueError: If the input's shape is not one the network accepts.
         """
-        self._check_input(x)
+        self._check_input(x, chans=self.stem.block[0].in_channels)
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))
@@ -173,7 +182,7 @@ class UNet(nn.Module):
         """
         self._check_input(x, self.time_pool)
         return pooled_forward(lambda p: self.forward_head(self.forward_features(p)), x,
-                              self.time_pool)
+                              self.time_pool, self.time_fold)
 
 
 def unet_matching_flops(

@@ -144,28 +144,37 @@ def test_time_pool_keeps_every_row_and_pixel(pooled, plain, k: int) -> None:
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_a_folded_network_sees_the_rows_an_averaging_one_blurs() -> None:
+@pytest.mark.parametrize(("name", "overrides", "first"), [
+    ("prmnet_cpu", {}, "msfe.branches"),
+    ("unet_s", {"base_width": 9, "time_pool": 2}, "stem.block.0"),
+])
+def test_a_folded_network_sees_the_rows_an_averaging_one_blurs(
+    name: str, overrides: dict[str, int], first: str
+) -> None:
     """time_fold: the group's rows as channels; with fold_weights it computes what its
     averaging twin computes, and unlike the twin it tells rows apart within a group."""
     torch.manual_seed(0)
-    averaging = create_model("prmnet_cpu").eval()
-    folded = create_model("prmnet_cpu", time_fold=True).eval()
-    assert folded.msfe.in_chans == 4 and folded.in_chans == 1
+    averaging = create_model(name, **overrides).eval()
+    folded = create_model(name, **overrides, time_fold=True).eval()
+    k = folded.time_pool
+    assert folded.in_chans == 1
     weights = averaging.state_dict()
-    stems = [k for k in weights if k.startswith("msfe.branches") and k.endswith("weight")]
-    folded.load_state_dict({k: fold_weights(v, 4) if k in stems else v
-                            for k, v in weights.items()})
+    stems = [key for key in weights if key.startswith(first) and key.endswith("weight")
+             and weights[key].ndim == 4]
+    folded.load_state_dict({key: fold_weights(v, k) if key in stems else v
+                            for key, v in weights.items()})
+    assert all(folded.state_dict()[key].shape[1] == k for key in stems)
     x = torch.randn(2, 1, 64, 64)
     swapped = x.clone()
-    swapped[..., 0::4, :], swapped[..., 1::4, :] = x[..., 1::4, :], x[..., 0::4, :]
+    swapped[..., 0::k, :], swapped[..., 1::k, :] = x[..., 1::k, :], x[..., 0::k, :]
     with torch.no_grad():
         assert torch.allclose(folded(x), averaging(x), atol=1e-5)
         assert torch.allclose(averaging(swapped), averaging(x), atol=1e-5)
-        folded.msfe.branches[0].weight[:, 0] += 1.0  # now row 0 of a group counts more
+        folded.get_parameter(stems[0])[:, 0] += 1.0  # now row 0 of a group counts more
         assert not torch.allclose(folded(swapped), folded(x), atol=1e-3)
     assert conv_flops(folded, (1, 1, 256, 256)) / conv_flops(averaging, (1, 1, 256, 256)) < 1.03
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
-        folded(torch.zeros(1, 4, 64, 64))
+        folded(torch.zeros(1, k, 64, 64))
 
 
 def test_wrong_channel_count_raises_clear_error() -> None:
