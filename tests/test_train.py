@@ -364,6 +364,10 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert {"miou", "iou", "f1", "confusion"} <= set(metrics["models"]["w8"]["pixels"])
     assert "Against what was sent" in text
     assert 0.0 <= metrics["models"]["w8"]["silent_share"] <= 1.0
+    as_sent = text[text.index("Against what was sent"):].splitlines()
+    row = next(line for line in as_sent if line.startswith("| w8 |"))
+    share = metrics["models"]["w8"]["silent_share"]
+    assert row.split("|")[-2].strip() == f"{100 * share:.1f}"
     by_rate = metrics["models"]["w8"]["by_rate"]
     assert [v["frames"] for v in by_rate.values()] == [2]
     assert 0.0 <= next(iter(by_rate.values()))["false_alarm"] <= 1.0
