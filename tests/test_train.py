@@ -31,7 +31,10 @@ from monitor.train.data import (
     open_frames,
 )
 from monitor.train.evaluate import (
+    ERROR_PLACES,
     SNR_BINS,
+    EvalResult,
+    _count_error_places,
     check_not_training_data,
     evaluate,
     evaluate_captures,
@@ -48,6 +51,7 @@ from monitor.train.loop import (
     split_data,
     train,
 )
+from monitor.train.metrics import LTE, NR
 
 RATE = 1.92e6
 
@@ -354,6 +358,14 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     labelled = sum(int((frames[i][1] != 0).sum()) for i in range(2))
     assert results[0].signal_pixels == labelled >= results[0].silent_pixels
     assert results[0].as_sent.matrix.sum() == 2 * 256 * 256
+    # every wrong pixel lies in exactly one place
+    matrix, places = results[0].confusion.matrix, results[0].error_places
+    assert sum(v for k, v in places.items() if k.startswith("signal")) == int(
+        matrix[1:].sum() - matrix[1, 1] - matrix[2, 2])
+    assert sum(v for k, v in places.items() if k.startswith("noise")) == int(matrix[0, 1:].sum())
+    sent = sum(int(((frames[i][1] != 0) & torch.from_numpy(frames.energy(i) != 0)).sum())
+               for i in range(2))
+    assert results[0].sent_pixels == sent
     report = write_report(results, {}, tmp_path / "report", "prmnet eval ...", "val")
     text = report.read_text()
     for heading in ("## Models", "## Pixels", "## Carriers", "## Mean IoU by SNR",
@@ -362,7 +374,8 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"w8", "unet"}
     assert {"miou", "iou", "f1", "confusion"} <= set(metrics["models"]["w8"]["pixels"])
-    assert "Against what was sent" in text
+    assert "Against what was sent" in text and "## Where the errors lie" in text
+    assert set(metrics["models"]["w8"]["error_places"]) == {"signal sent", *ERROR_PLACES}
     assert 0.0 <= metrics["models"]["w8"]["silent_share"] <= 1.0
     as_sent = text[text.index("Against what was sent"):].splitlines()
     row = next(line for line in as_sent if line.startswith("| w8 |"))
@@ -373,6 +386,25 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert 0.0 <= next(iter(by_rate.values()))["false_alarm"] <= 1.0
     assert (tmp_path / "report" / "miou_vs_snr.png").stat().st_size > 0
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 0
+
+
+def test_wrong_pixels_are_placed_by_what_was_sent_and_where_the_carriers_are() -> None:
+    truth = torch.zeros(8, 32, dtype=torch.int64)
+    truth[:4, 10:20] = NR  # on for four rows, off for the rest
+    sent = torch.zeros(8, 32, dtype=torch.bool)
+    sent[:4, 10:15] = True  # sent in half its channel
+    pred = truth.clone()
+    pred[0, 10:12] = 0  # called noise where sent: 2
+    pred[1, 16:19] = 0  # called noise where nothing was sent: 3
+    pred[2, 12] = LTE  # the other class, sent: 1
+    pred[3, 19] = LTE  # the other class, nothing sent: 1
+    pred[0, 20:23] = NR  # just past its edge: 3
+    pred[6, 10:14] = LTE  # its band while it is off: 4
+    pred[7, 30] = NR  # apart from it: 1
+    result = EvalResult("x", make_card("prmnet_w8", {}, [RATE]))
+    _count_error_places(result, sent, pred, truth)
+    assert list(result.error_places.values()) == [2, 3, 1, 1, 3, 4, 1]
+    assert (result.sent_pixels, result.noise_pixels) == (20, 8 * 32 - 40)
 
 
 def test_rate_keys_name_the_rate_in_ms_per_second() -> None:

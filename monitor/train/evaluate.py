@@ -5,9 +5,9 @@ matrix (macro mean IoU over noise, LTE and NR, per-class IoU, pixel and mean acc
 precision, recall, the LTE/NR confusion), the same per SNR bin (a frame's SNR is the highest of
 its visible carriers'; bins of 5 dB from -10 to 30 dB, frames without a carrier in a bin of their
 own where the false-alarm share is what counts), the same per kind of view (:func:`view_kind`:
-inside a carrier, carriers and noise, noise only) and per sample rate (:func:`rate_key`), and
-carrier-level precision and recall
-(:mod:`monitor.train.metrics`). The forward pass is timed per frame.
+inside a carrier, carriers and noise, noise only) and per sample rate (:func:`rate_key`),
+carrier-level precision and recall (:mod:`monitor.train.metrics`), and where the wrong pixels
+lie (:data:`ERROR_PLACES`). The forward pass is timed per frame.
 
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
 ``truth.json`` (see ``../shared/captures``): each recording is cut into frames with the model's
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engines.prmnet import CLASS_NAMES
@@ -58,6 +59,7 @@ from monitor.train.metrics import (
 )
 
 __all__ = [
+    "ERROR_PLACES",
     "NOISE_ONLY",
     "SNR_BINS",
     "CaptureResult",
@@ -82,6 +84,22 @@ VIEW_KINDS = (INSIDE, MIXED, NOISE_ONLY)
 MAX_OTHER_SHARE = 0.05
 MIN_SIGNAL_SHARE = 0.01
 MAX_FALSE_ALARM = 0.02
+EDGE_PIXELS = 3
+ERROR_PLACES = (
+    "signal called noise, sent",
+    "signal called noise, little or nothing sent",
+    "signal called the other class, sent",
+    "signal called the other class, little or nothing sent",
+    "noise called signal, at a carrier's edge",
+    "noise called signal, in a carrier's band while it is off",
+    "noise called signal, apart from any carrier",
+)
+"""Where a wrong pixel lies. Signal: whether its carrier sent at least a tenth of a fully loaded
+carrier's energy in the pixel (the energy mask) or little or nothing (the labels mark the whole
+channel while a carrier is on, sent or not; an idle LTE carrier's reference signals are under a
+tenth). Noise: within
+``EDGE_PIXELS`` of a carrier in its row, in a column that is a carrier's in another row, or
+neither."""
 
 
 @dataclass
@@ -102,7 +120,10 @@ class EvalResult:
         as_sent: pixel counts against the truth with silent carriers as noise
             (:func:`monitor.synth.truth.silent_as_noise`), on the frames with an energy mask.
         silent_pixels: pixels of the truth's signal that belong to silent carriers.
+        sent_pixels: pixels of the truth's signal where its carrier sent (energy mask).
         signal_pixels: pixels of the truth's signal on those frames.
+        noise_pixels: pixels of the truth's noise on those frames.
+        error_places: wrong pixels on those frames by where they lie (ERROR_PLACES).
         carriers: carrier-level counts.
         seconds_per_frame: mean forward-pass time of one frame.
         batch_size: frames per forward pass.
@@ -121,11 +142,22 @@ class EvalResult:
     frames_by_rate: dict[str, int] = field(default_factory=dict)
     as_sent: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     silent_pixels: int = 0
+    sent_pixels: int = 0
     signal_pixels: int = 0
+    noise_pixels: int = 0
+    error_places: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_PLACES, 0))
     carriers: CarrierCounts = field(default_factory=CarrierCounts)
     seconds_per_frame: float = float("nan")
     batch_size: int = 1
     threads: int = 1
+
+    def error_shares(self) -> dict[str, float]:
+        """Each of ERROR_PLACES as a share of the truth's signal pixels (the signal's errors)
+        or noise pixels (the noise's), and the share of signal pixels where something was sent."""
+        shares = {place: count / (self.signal_pixels if place.startswith("signal")
+                                  else self.noise_pixels)
+                  for place, count in self.error_places.items()}
+        return {"signal sent": self.sent_pixels / self.signal_pixels, **shares}
 
     def summary(self) -> dict[str, Any]:
         """Every figure, JSON-ready (NaN as None)."""
@@ -153,6 +185,7 @@ class EvalResult:
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
+            "error_places": self.error_shares() if self.signal_pixels else None,
             "carriers": self.carriers.summary(),
             "by_snr": by_snr,
             "by_view": by_view,
@@ -322,6 +355,25 @@ def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
     frames[key] = frames.get(key, 0) + 1
 
 
+def _count_error_places(result: EvalResult, sent: torch.Tensor, pred: torch.Tensor,
+                        truth: torch.Tensor) -> None:
+    """Count a frame's wrong pixels by where they lie (ERROR_PLACES); ``sent``: where a carrier
+    sent something (the energy mask)."""
+    signal, called = truth != 0, pred != 0
+    near = F.max_pool2d(signal[None, None].float(), (1, 2 * EDGE_PIXELS + 1), stride=1,
+                        padding=(0, EDGE_PIXELS))[0, 0] > 0
+    in_band = signal.any(dim=0, keepdim=True)
+    missed, swapped, false = signal & ~called, signal & called & (pred != truth), ~signal & called
+    counts = result.error_places
+    for place, where in zip(ERROR_PLACES, (missed & sent, missed & ~sent, swapped & sent,
+                                           swapped & ~sent, false & near,
+                                           false & ~near & in_band, false & ~near & ~in_band),
+                            strict=True):
+        counts[place] += int(where.sum())
+    result.sent_pixels += int((signal & sent).sum())
+    result.noise_pixels += int((~signal).sum())
+
+
 def _count_as_sent(result: EvalResult, energy: np.ndarray | None, pred: torch.Tensor,
                    truth: torch.Tensor, meta: dict[str, Any], geometry: Geometry) -> None:
     """Count a frame against the truth with its silent carriers as noise, where it has an
@@ -331,6 +383,7 @@ def _count_as_sent(result: EvalResult, energy: np.ndarray | None, pred: torch.Te
     seen = torch.from_numpy(silent_as_noise(truth.numpy(), energy, meta["carriers"], geometry))
     result.as_sent.update(pred[None], seen[None])
     result.signal_pixels += int((truth != 0).sum())
+    _count_error_places(result, torch.from_numpy(energy != 0), pred, truth)
     result.silent_pixels += int(((truth != 0) & (seen == 0)).sum())
 
 
@@ -396,6 +449,7 @@ def format_report(
     if results:
         lines += _models_table(results) + _pixel_table(results) + _carrier_table(results)
         lines += _snr_table(results) + _view_table(results) + _rate_table(results)
+        lines += _error_table([r for r in results if r.signal_pixels])
         lines += _confusion_tables(results)
     for name, recs in captures.items():
         lines += _captures_table(name, recs)
@@ -609,6 +663,27 @@ def _rate_table(results: Sequence[EvalResult]) -> list[str]:
         results, rates, lambda r: (r.by_rate, r.frames_by_rate),
         lambda s: (f"{_pct(s['miou'])}, {_pct(s['lte_as_nr'])} / {_pct(s['nr_as_lte'])}, "
                    f"{_pct(s['false_alarm'])}"))
+    return [*lines, ""]
+
+
+def _error_table(results: Sequence[EvalResult]) -> list[str]:
+    """Where the wrong pixels lie (ERROR_PLACES), on the frames with an energy mask."""
+    if not results:
+        return []
+    lines = ["## Where the errors lie (%)", "",
+             "Signal pixels called noise or the other class, as a share of the labelled signal "
+             "pixels, apart by whether the carrier sent at least a tenth of a fully loaded "
+             "carrier's energy in the pixel (the energy mask, as sent) or little or nothing: the "
+             "labels mark a carrier's whole channel while it is on, sent or not, and an idle LTE "
+             "carrier's reference signals are under a tenth. The first column is the share of "
+             "signal pixels where a tenth or more was sent. Noise pixels called signal, as a "
+             f"share of the noise pixels: within {EDGE_PIXELS} pixels of a carrier in the same "
+             "row (its edge), elsewhere in a column that is a carrier's in another row (its band "
+             "while it is off), or apart from any carrier.", "",
+             "| model | signal sent | called noise: sent | little or none | other class: sent | "
+             "little or none | noise called signal: edge | band while off | apart |",
+             "|---|" + "---:|" * 8]
+    lines += [_row(r.name, list(r.error_shares().values())) for r in results]
     return [*lines, ""]
 
 
