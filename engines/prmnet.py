@@ -92,6 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from engines.context import StripContext
 from engines.time_pool import check_time_pool, pooled_forward
 from engines.unet import UNET_CONFIGS, unet_s
 
@@ -331,6 +332,7 @@ class PRMBody(nn.Module):
         in_chans: int,
         width: int,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
+        strip_context: bool = False,
     ) -> None:
         """Build the body.
 
@@ -338,6 +340,8 @@ class PRMBody(nn.Module):
             in_chans: Channels of ``X_ms``.
             width: Channels of every stream.
             act_layer: Activation after every 5x5 conv.
+            strip_context: Add each column's and row's context over the whole frame
+                (:mod:`engines.context`) to the fused stream before the projection.
         """
         super().__init__()
         self.stem = nn.Sequential(
@@ -349,6 +353,7 @@ class PRMBody(nn.Module):
             for k, depth in enumerate(_STAGE_DEPTHS)
         )
         self.fuse = Exchange(width, NUM_STREAMS, 1, act_layer)
+        self.context = StripContext(width) if strip_context else nn.Identity()
         self.proj = nn.Conv2d(width, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -356,7 +361,7 @@ class PRMBody(nn.Module):
         xs = [self.stem(x)]
         for stage in self.stages:
             xs = stage(xs)
-        return self.proj(self.fuse(xs)[0])
+        return self.proj(self.context(self.fuse(xs)[0]))
 
 
 class PRMHead(nn.Module):
@@ -423,6 +428,7 @@ class PRMNet(nn.Module):
         spare_head_norms: bool = True,
         time_pool: int = 1,
         time_fold: bool = False,
+        strip_context: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
@@ -442,6 +448,8 @@ class PRMNet(nn.Module):
                 :mod:`engines.time_pool`.
             time_fold: Give the MSFE each group's ``time_pool`` rows as channels instead of
                 their mean (published: False); see :mod:`engines.time_pool`.
+            strip_context: Give the body's output each column's and row's context over the
+                whole frame (published: False); see :mod:`engines.context`.
             norm_layer: Norm of the MSFE and of the head (BatchNorm published).
             act_layer: Activation everywhere (ReLU published); called with ``inplace=True``.
         """
@@ -452,7 +460,8 @@ class PRMNet(nn.Module):
         self.time_fold = time_fold
         self.msfe = MultiScaleStem(in_chans * time_pool if time_fold else in_chans, ms_width,
                                    norm_layer=norm_layer, act_layer=act_layer)
-        self.body = PRMBody(self.msfe.out_chans, width, act_layer=act_layer)
+        self.body = PRMBody(self.msfe.out_chans, width, act_layer=act_layer,
+                            strip_context=strip_context)
         self.head = PRMHead(
             self.msfe.out_chans,
             width,

@@ -8,7 +8,8 @@ classifier. Same convention as :class:`engines.prmnet.PRMNet`: ``(N, in_chans, H
 
 ``time_pool`` (:mod:`engines.time_pool`) runs it on input rows averaged in groups, as
 ``prmnet_cpu`` does, at a fraction of the cost; ``time_fold`` gives it each group's rows as
-channels instead of their mean.
+channels instead of their mean; ``strip_context`` (:mod:`engines.context`) gives the bottleneck
+and the last features each column's and row's context over the whole frame.
 
 ``unet_s`` is sized to cost about as much as ``prmnet_w16`` (convolution FLOPs at 256x256, one
 input channel): :func:`unet_matching_flops` finds the base width for any other target.
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.complexity import conv_flops
+from engines.context import StripContext
 from engines.time_pool import check_time_pool, pooled_forward
 
 __all__ = ["UNET_CONFIGS", "UNet", "unet_matching_flops", "unet_s"]
@@ -81,6 +83,7 @@ class UNet(nn.Module):
         depth: int = 4,
         time_pool: int = 1,
         time_fold: bool = False,
+        strip_context: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
@@ -95,6 +98,8 @@ class UNet(nn.Module):
                 stretch the logits back after it.
             time_fold: Give the first convolution each group's ``time_pool`` rows as channels
                 instead of their mean.
+            strip_context: Add each column's and row's context (over the whole frame) to the
+                bottleneck's features and to the last ones.
             norm_layer: Norm after every 3x3 conv.
             act_layer: Activation after every norm.
         """
@@ -115,6 +120,10 @@ class UNet(nn.Module):
             for i in reversed(range(depth))
         )
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
+        self.strip_context = strip_context
+        self.contexts = nn.ModuleList(
+            [StripContext(widths[-1]), StripContext(widths[0])] if strip_context else []
+        )
 
     @property
     def row_multiple(self) -> int:
@@ -158,10 +167,12 @@ class UNet(nn.Module):
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))
         x = skips.pop()
+        if self.strip_context:
+            x = self.contexts[0](x)
         for block in self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([skips.pop(), x], dim=1))
-        return x
+        return self.contexts[1](x) if self.strip_context else x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Map decoder features to logits of shape ``(N, num_classes, H, W)``."""

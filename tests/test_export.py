@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from engines.context import StripContext
 from engines.export import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -37,19 +39,30 @@ def _run(data: bytes | Path, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
 
 
-@pytest.mark.parametrize(("name", "size"), [("prmnet_w8", 32), ("prmnet_cpu", 64),
-                                            ("prmnet_cpu", 256)])
-def test_exported_graph_matches_torch_through_onnxruntime(name: str, size: int) -> None:
+@pytest.mark.parametrize(("name", "size", "overrides"), [
+    ("prmnet_w8", 32, {}),
+    ("prmnet_cpu", 64, {}),
+    ("prmnet_cpu", 256, {}),
+    ("prmnet_cpu", 64, {"time_fold": True, "strip_context": True}),
+    ("unet_s", 64, {"base_width": 4, "time_pool": 2, "time_fold": True, "strip_context": True}),
+])
+def test_exported_graph_matches_torch_through_onnxruntime(
+    name: str, size: int, overrides: dict[str, Any]
+) -> None:
     torch.manual_seed(1)
-    model = create_model(name).eval()
-    card = make_card(name, {}, [1.92e6, 61.44e6])
+    model = create_model(name, **overrides).eval()
+    for module in model.modules():
+        if isinstance(module, StripContext):  # it starts at zero: give it something to add
+            for weight in module.parameters():
+                torch.nn.init.normal_(weight, std=0.1)
+    card = make_card(name, overrides, [1.92e6, 61.44e6])
     x = check_input(1, size, size)
     graph = export_onnx_bytes(model, card, height=size, width=size)
     onnx.checker.check_model(onnx.load_from_string(graph), full_check=True)
     with torch.inference_mode():
         expected = probabilities(model(x))
     diff = float((_run(graph, x) - expected).abs().max())
-    print(f"{name} {size}x{size}: ONNX Runtime vs torch, max |dp| = {diff:.2e}")
+    print(f"{name} {overrides} {size}x{size}: ONNX Runtime vs torch, max |dp| = {diff:.2e}")
     assert diff < 1e-4
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.complexity import conv_flops, param_count
+from engines.context import StripContext
 from engines.prmnet import (
     MODEL_CONFIGS,
     PRMNet,
@@ -175,6 +176,23 @@ def test_a_folded_network_sees_the_rows_an_averaging_one_blurs(
     assert conv_flops(folded, (1, 1, 256, 256)) / conv_flops(averaging, (1, 1, 256, 256)) < 1.03
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         folded(torch.zeros(1, k, 64, 64))
+
+
+def test_strip_context_adds_what_a_pixels_column_and_row_hold() -> None:
+    torch.manual_seed(0)
+    context = StripContext(3)
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.equal(context(x), x)  # it starts at zero
+    for weight in context.parameters():
+        torch.nn.init.normal_(weight)
+    moved = x.clone()
+    moved[..., 15, 3] += 5.0  # row 15, column 3
+    with torch.no_grad():
+        change = (context(moved) - context(x)).abs().amax(dim=1)[0]
+    assert change[0, 3] > 0.1  # the same column, 15 rows away
+    assert change[15, 0] > 0.1  # the same row, 3 columns away
+    assert change[0, 0] == 0  # neither
+    assert (change[:, 3] > 0.1).all() and (change[15, :] > 0.1).all()
 
 
 def test_wrong_channel_count_raises_clear_error() -> None:

@@ -301,6 +301,14 @@ def test_init_starts_from_a_checkpoint_with_the_same_tensors(
     with torch.inference_mode():
         assert torch.allclose(model(x), twin(x), atol=1e-5)
     assert folded.overrides["time_fold"] is True
+    # and one with strip context as the network without it
+    for name, overrides in (("prmnet_w8", {}), ("unet_s", {"base_width": 4})):
+        without = _untrained(tmp_path, f"{name}-plain", model=name, **overrides)
+        model = create_model(name, **overrides, strip_context=True).eval()
+        _initialise(model, str(without))
+        twin, _ = load_checkpoint(without)
+        with torch.inference_mode():
+            assert torch.allclose(model(x), twin(x), atol=1e-5)
     bad = _untrained(tmp_path, "unet", model="unet_s")
     with pytest.raises(InputError, match="do not fit"):
         train(TrainConfig.from_dict({**config.to_dict(), "init": str(bad)}), tmp_path / "bad",

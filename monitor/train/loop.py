@@ -75,6 +75,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from engines.context import StripContext
 from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabilities
 from engines.selection import resolve_device
 from engines.time_pool import fold_weights
@@ -440,7 +441,9 @@ def train(
 def _initialise(model: nn.Module, path: str) -> None:
     """Start from the weights of another checkpoint with the same tensors, or of the averaging
     twin of a network that folds rows into channels (its first convolutions' weights shared out
-    over the folded rows, :func:`engines.time_pool.fold_weights`: the same function to start).
+    over the folded rows, :func:`engines.time_pool.fold_weights`: the same function to start),
+    or of the same network without strip context (the context's convolutions start at zero,
+    :mod:`engines.context`: the same function too).
 
     Raises:
         InputError: for weights that cannot be read or do not fit the model.
@@ -453,6 +456,12 @@ def _initialise(model: nn.Module, path: str) -> None:
                  if k in target and v.ndim == 4 and target[k].shape[1] != v.shape[1]}
         weights = {k: fold_weights(v, model.time_pool) if k in first else v
                    for k, v in weights.items()}
+    if not any(isinstance(m, StripContext) for m in source.modules()):
+        fresh = model.state_dict()
+        weights = {**{f"{name}.{key}": fresh[f"{name}.{key}"]
+                      for name, module in model.named_modules()
+                      if isinstance(module, StripContext) for key in module.state_dict()},
+                   **weights}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
