@@ -211,10 +211,17 @@ def test_entry_point_overrides_config() -> None:
     assert model.body.proj.out_channels == 8
 
 
-@pytest.mark.parametrize("name", ["prmnet_cpu", "prmnet_w16"])
-def test_fused_copy_gives_the_same_logits_without_norms(name: str) -> None:
+@pytest.mark.parametrize(("name", "overrides"), [
+    ("prmnet_cpu", {}), ("prmnet_w16", {}), ("prmnet_cpu", {"strip_context": True}),
+])
+def test_fused_copy_gives_the_same_logits_without_norms(
+    name: str, overrides: dict[str, bool]
+) -> None:
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name, **overrides)
+    for context in (m for m in model.modules() if isinstance(m, StripContext)):
+        for weight in context.parameters():
+            nn.init.normal_(weight, std=0.1)
     for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
         norm.running_mean.uniform_(-1, 1)
         norm.running_var.uniform_(0.5, 2)
