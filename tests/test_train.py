@@ -394,6 +394,7 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert 0.0 <= next(iter(by_rate.values()))["false_alarm"] <= 1.0
     assert (tmp_path / "report" / "miou_vs_snr.png").stat().st_size > 0
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 0
+    assert (tmp_path / "report" / "errors.png").stat().st_size > 0 and "(errors.png)" in text
 
 
 def test_wrong_pixels_are_placed_by_what_was_sent_and_where_the_carriers_are() -> None:

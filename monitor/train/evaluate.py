@@ -19,7 +19,7 @@ pixels (every present one at least that), at least 1 % of the pixels must be sig
 of noise passes with under 2 % of its pixels called LTE or NR.
 
 :func:`write_report` writes ``report.md`` (tables), ``metrics.json`` (every figure),
-``miou_vs_snr.png`` and ``confusion.png`` into the report folder.
+``miou_vs_snr.png``, ``confusion.png`` and ``errors.png`` into the report folder.
 """
 
 from __future__ import annotations
@@ -477,9 +477,14 @@ def write_report(
     if results:
         _plot_snr(results, out / "miou_vs_snr.png")
         _plot_confusion(results, out / "confusion.png")
+    placed = [r for r in results if r.signal_pixels]
+    if placed:
+        _plot_error_places(placed, out / "errors.png")
     text = format_report(results, captures, command, data)
     if results:
         text += "\n![mean IoU against SNR](miou_vs_snr.png)\n\n![confusion](confusion.png)\n"
+    if placed:
+        text += "\n![where the errors lie](errors.png)\n"
     report.write_text(text)
     return report
 
@@ -774,6 +779,29 @@ def _plot_snr(results: Sequence[EvalResult], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_error_places(results: Sequence[EvalResult], path: Path) -> None:
+    """Stacked bars per model: the signal's wrong pixels by place (share of the signal pixels),
+    the noise's (share of the noise pixels)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11.0, 1.8 + 0.35 * len(results)), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    names = [r.name for r in results]
+    for ax, kind in zip(axes, ("signal", "noise"), strict=True):
+        places = [p for p in ERROR_PLACES if p.startswith(kind)]
+        left = np.zeros(len(results))
+        for place in places:
+            shares = 100 * np.array([r.error_shares()[place] for r in results])
+            ax.barh(names, shares, left=left, label=place.removeprefix(f"{kind} called "))
+            left += shares
+        ax.set_title(("signal called noise or the other class" if kind == "signal"
+                      else "noise called signal") + f", % of the {kind} pixels")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].invert_yaxis()
     fig.savefig(path, dpi=120)
 
 
