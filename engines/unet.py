@@ -120,7 +120,6 @@ class UNet(nn.Module):
             for i in reversed(range(depth))
         )
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
-        self.strip_context = strip_context
         self.contexts = nn.ModuleList(
             [StripContext(widths[-1]), StripContext(widths[0])] if strip_context else []
         )
@@ -167,12 +166,12 @@ class UNet(nn.Module):
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2)))
         x = skips.pop()
-        if self.strip_context:
+        if self.contexts:
             x = self.contexts[0](x)
         for block in self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([skips.pop(), x], dim=1))
-        return self.contexts[1](x) if self.strip_context else x
+        return self.contexts[1](x) if self.contexts else x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Map decoder features to logits of shape ``(N, num_classes, H, W)``."""
