@@ -130,6 +130,10 @@ def _monitor_parser() -> argparse.ArgumentParser:
                      "view is logged as the nominal 3GPP channel of its class nearest to them "
                      "(LTE 1.4-20 MHz, NR 5-100 MHz, same centre), and one narrower than a quarter "
                      "of the narrowest is not logged (stats: emissions_narrow)")
+    out.add_argument("--raw-classes", action="store_true",
+                     help="show and track the class the network gives each pixel; by default "
+                     "every signal pixel of a carrier takes the class most of the carrier's "
+                     "columns give it, as a carrier is LTE or NR, not both")
     out.add_argument("--annotate", type=Path, metavar="PATH",
                      help="write the emissions as SigMF annotations into this .sigmf-meta")
     out.add_argument("--record", type=Path, metavar="PATH",
@@ -181,6 +185,7 @@ def _monitor(args: argparse.Namespace) -> int:
         hop=args.hop,
         min_confidence=args.min_confidence,
         fit_channels=not args.raw_edges,
+        raw_classes=args.raw_classes,
     )
     if args.headless:
         stats = run_monitor(settings).to_dict()

@@ -11,8 +11,12 @@ since the last frame go to the tracker, which returns the emissions that closed.
 On CUDA the samples reach the device through pinned host buffers
 (:class:`~monitor.dsp.staging.HostToDevice`) and all the processor's device work (copy,
 spectrogram, frame, network) is queued on one stream of its own, which the engines order
-themselves after; only what the tracker reads, the new rows' probabilities and powers, comes
-back to the host.
+themselves after; only what the tracker reads, the new rows' probabilities and powers and the
+frame's classes, comes back to the host.
+
+The classes published and tracked are the carriers' (:func:`~monitor.occupancy.tracker.
+carrier_classes`: every signal pixel of a carrier takes the class its columns vote for), unless
+``raw_classes`` asks for each pixel's own.
 
 A break in the stream (lost samples, seen as a jump in sample indices whatever lost them; a
 retune) ends the current stretch: open emissions close,
@@ -34,7 +38,7 @@ from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
 from monitor.dsp.staging import HostToDevice
 from monitor.occupancy.emission import Emission
-from monitor.occupancy.tracker import StreamClock, Tracker
+from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes
 from monitor.sources.base import IQBlock
 
 __all__ = ["FrameResult", "Processor", "ProcessorCounts"]
@@ -61,8 +65,9 @@ class FrameResult:
 
     Attributes:
         rows_db: (rows, width) dBFS, on the compute device.
-        classes: (rows, width) uint8 winning class per pixel, on the compute device; None for a
-            frame skipped to keep up (published for display only).
+        classes: (rows, width) uint8 class per pixel, on the host (raw classes: the winning
+            class of each pixel, on the compute device); None for a frame skipped to keep up
+            (published for display only).
         center_freq: RF centre of the view.
         sample_rate: samples per second.
         end_sample: absolute index of the sample after the frame's last row.
@@ -85,16 +90,19 @@ class Processor:
         close_after: seconds an emission may go unseen before it closes.
         min_confidence: emissions less confident than this are counted, not returned.
         fit_channels: log an emission wholly in view as the nominal 3GPP channel nearest to it.
+        raw_classes: publish and track every pixel's own class; by default each carrier's
+            pixels take the carrier's class (:func:`~monitor.occupancy.tracker.carrier_classes`).
     """
 
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,
                  close_after: float = 0.25, min_confidence: float = 0.0,
-                 fit_channels: bool = False) -> None:
+                 fit_channels: bool = False, raw_classes: bool = False) -> None:
         if not 1 <= hop <= geometry.height:
             raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
         self.runner = runner
         self.geometry = geometry
         self.hop = hop
+        self.raw_classes = raw_classes
         device = runner.device
         self._to_device = HostToDevice(device)
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
@@ -202,7 +210,11 @@ class Processor:
         first_row = self._stretch_rows - new
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
         power = frame[held - new :].cpu().numpy()  # dBFS rows are float32 already
-        chunk_classes = classes[held - new :].cpu().numpy()
+        if self.raw_classes:
+            chunk_classes = classes[held - new :].cpu().numpy()
+        else:  # the whole frame's rows vote, so a carrier's class is the same in every chunk
+            shown = carrier_classes(classes.cpu().numpy())
+            classes, chunk_classes = torch.from_numpy(shown), shown[held - new :]
         self._tracked_rows = self._stretch_rows
         self.counts.frames_segmented += 1
         self.counts.segment_seconds.append(time.perf_counter() - started)

@@ -31,13 +31,15 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]
     return status, capsys.readouterr().err.strip().splitlines()
 
 
+@pytest.mark.parametrize("options", [[], ["--raw-classes"]])
 def test_replay_writes_log_stats_and_annotations(
-    tmp_path: Path, untrained_model: Path, recording: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, untrained_model: Path, recording: Path, capsys: pytest.CaptureFixture[str],
+    options: list[str],
 ) -> None:
     log, stats, ann = tmp_path / "occ.jsonl", tmp_path / "stats.json", tmp_path / "a.sigmf-meta"
     status = monitor_main(["--replay", str(recording), "--headless", "--model",
                            str(untrained_model), "--log", str(log), "--stats", str(stats),
-                           "--annotate", str(ann)])
+                           "--annotate", str(ann), *options])
     assert status == 0
     summary = json.loads(stats.read_text())
     assert summary["samples_in"] == 240_000 and summary["samples_dropped"] == 0

@@ -1,9 +1,12 @@
-"""The processor: frames due every hop, skipped and counted when behind, shown all the same."""
+"""The processor: frames due every hop, skipped and counted when behind, shown all the same;
+the classes it publishes are the carriers'."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from torch import nn
 
 from engines.backends.torch_runner import TorchRunner
 from engines.prmnet import create_model
@@ -42,3 +45,32 @@ def test_skipped_frames_are_counted_and_published_without_classes() -> None:
     ends = [p.end_sample for p in published]
     assert ends == [(k + 1) * G.height * G.samples_per_row for k in range(4)]
     assert counts.rows == 4 * G.height and counts.samples == 4 * G.height * G.samples_per_row
+
+
+class _Patches(nn.Module):
+    """Logits of one carrier in columns 60-160, LTE, with a third of its pixels NR."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        nr = torch.rand(h, 100, generator=torch.Generator().manual_seed(0)) < 0.3
+        logits = torch.zeros(n, 3, h, w)
+        logits[:, 0] = 5.0
+        logits[:, 0, :, 60:160] = 0.0
+        logits[:, 1, :, 60:160] = torch.where(nr, 0.0, 5.0)
+        logits[:, 2, :, 60:160] = torch.where(nr, 5.0, 0.0)
+        return logits
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_carrier_painted_in_both_classes_is_published_in_its_class(raw: bool) -> None:
+    runner = TorchRunner(_Patches()).activate()
+    processor = Processor(runner, G, hop=G.height, raw_classes=raw)
+    processor.feed(_blocks(1)[0])
+    classes = processor.latest.classes.cpu().numpy()
+    assert (classes[:, :60] == 0).all() and (classes[:, 160:] == 0).all()
+    carrier = classes[:, 60:160]
+    assert (carrier != 0).all()
+    nr_share = (carrier == 2).mean()
+    assert 0.25 < nr_share < 0.35 if raw else nr_share == 0.0
+    (emission,) = processor.tracker.close_all()
+    assert emission.label == "LTE"

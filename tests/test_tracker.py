@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.tracker import StreamClock, Tracker, carriers
+from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes, carriers
 
 G = Geometry.for_rate(19.2e6)  # 75 kHz pixels, 156.25 us rows
 FC = 2.6e9
@@ -97,6 +97,20 @@ def test_a_carrier_painted_in_patches_of_both_classes_is_one_carrier_of_the_majo
 def test_an_lte_and_an_nr_carrier_touching_stay_two() -> None:
     classes = _probs(16, [(1, 40, 80), (2, 80, 200)]).argmax(axis=-1)
     assert carriers(classes) == [(1, 40, 80), (2, 80, 200)]
+
+
+def test_carrier_classes_give_every_pixel_of_a_carrier_its_class() -> None:
+    rng = np.random.default_rng(1)
+    classes = _probs(64, [(1, 20, 60), (2, 60, 140), (2, 180, 240)]).argmax(axis=-1)
+    classes[:, 180:240][rng.random((64, 60)) < 0.3] = 1  # an NR carrier painted partly LTE
+    classes[:, 20:60][rng.random((64, 40)) < 0.2] = 0  # holes in the LTE one
+    classes[5, 160] = 1  # a lone pixel, too small for a carrier
+    shown = carrier_classes(classes)
+    assert (shown[:, 180:240][classes[:, 180:240] != 0] == 2).all()
+    assert (shown[:, 20:140] == classes[:, 20:140]).all()  # touching carriers keep their classes
+    assert (shown[classes == 0] == 0).all()  # noise stays noise, holes stay holes
+    assert shown[5, 160] == 1
+    assert (carrier_classes(shown) == shown).all()
 
 
 def test_an_emission_takes_the_class_of_most_of_its_probability_over_its_life() -> None:

@@ -366,6 +366,10 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     labelled = sum(int((frames[i][1] != 0).sum()) for i in range(2))
     assert results[0].signal_pixels == labelled >= results[0].silent_pixels
     assert results[0].as_sent.matrix.sum() == 2 * 256 * 256
+    # as shown: the same truth and the same pixels called noise, signal only moved between classes
+    shown = results[0].shown.matrix
+    assert (shown.sum(dim=1) == results[0].confusion.matrix.sum(dim=1)).all()
+    assert (shown[:, 0] == results[0].confusion.matrix[:, 0]).all()
     # every wrong pixel lies in exactly one place
     matrix, places = results[0].confusion.matrix, results[0].error_places
     assert sum(v for k, v in places.items() if k.startswith("signal")) == int(
@@ -383,6 +387,13 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert set(metrics["models"]) == {"w8", "unet"}
     assert {"miou", "iou", "f1", "confusion"} <= set(metrics["models"]["w8"]["pixels"])
     assert "Against what was sent" in text and "## Where the errors lie" in text
+    assert "As the monitor shows them" in text
+    shown_miou = metrics["models"]["w8"]["pixels_as_shown"]["miou"]
+    as_shown = text[text.index("As the monitor shows them"):].splitlines()
+    row = next(line for line in as_shown if line.startswith("| w8 |")).split("|")
+    assert row[2].strip() == f"{100 * shown_miou:.1f}"
+    change = shown_miou - metrics["models"]["w8"]["pixels"]["miou"]
+    assert row[-2].strip() == f"{100 * change:+.1f}"
     assert set(metrics["models"]["w8"]["error_places"]) == {"signal sent", *ERROR_PLACES}
     assert 0.0 <= metrics["models"]["w8"]["silent_share"] <= 1.0
     as_sent = text[text.index("Against what was sent"):].splitlines()
@@ -451,13 +462,15 @@ def test_eval_on_real_recordings(
         assert r.counts and sum(r.counts) == r.rows * 256
         passed, reason = r.verdict()
         assert isinstance(passed, bool) and reason
+        # as shown, signal pixels change class, never to or from noise
+        assert sum(r.shown_counts) == sum(r.counts) and r.shown_counts[0] == r.counts[0]
     short = next(r for r in results if r.recording == "nr-n1-2157-starhub")
     assert short.rows < 256  # 1 ms: fewer rows than a frame, only the real ones counted
     text = format_report([], {"w8": results})
     assert "nr-n1-2157-starhub" in text and "46.08 (not served)" in text
     # the model serves 1.92 MS/s only: its count is of the four recordings at that rate
     assert re.search(r"## Real recordings: w8 \(\d of 4 at the rates it serves pass; \d of 5 "
-                     r"others\)", text)
+                     r"others; as shown, \d of 4 and \d of 5\)", text)
 
 
 def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,

@@ -43,8 +43,8 @@ from monitor.dsp.geometry import Geometry
 from monitor.occupancy.channels import channel_edges, wholly_in_view
 from monitor.occupancy.emission import Emission
 
-__all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carriers",
-           "occupied_spans"]
+__all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carrier_classes",
+           "carriers", "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
 #: The monitor's default ``--min-confidence``: an emission is logged when its class is, on
@@ -243,6 +243,25 @@ def carriers(classes: np.ndarray) -> list[tuple[int, int, int]]:
         for cls, start, stop in _class_runs(column_class, votes):
             out.append((cls, low + start, low + stop))
     return sorted(out, key=lambda c: c[1])
+
+
+def carrier_classes(classes: np.ndarray) -> np.ndarray:
+    """The classes with every signal pixel of a carrier given the carrier's class.
+
+    Args:
+        classes: integer (rows, width): the winning class of every pixel.
+
+    A carrier is one radio access technology, so where the network paints one in patches of LTE
+    and NR, the minority patches are wrong: each carrier of :func:`carriers` (a span of signal
+    columns, classed by its columns' votes) gives its class to all its signal pixels. Noise
+    stays noise, and signal pixels outside every carrier (slivers too narrow or too rare to be
+    one) keep their class.
+    """
+    out = classes.copy()
+    for cls, low, high in carriers(classes):
+        block = out[:, low:high]
+        block[block != 0] = cls
+    return out
 
 
 def _class_runs(column_class: np.ndarray, votes: np.ndarray) -> list[tuple[int, int, int]]:

@@ -7,7 +7,9 @@ its visible carriers'; bins of 5 dB from -10 to 30 dB, frames without a carrier 
 own where the false-alarm share is what counts), the same per kind of view (:func:`view_kind`:
 inside a carrier, carriers and noise, noise only) and per sample rate (:func:`rate_key`),
 carrier-level precision and recall (:mod:`monitor.train.metrics`), and where the wrong pixels
-lie (:data:`ERROR_PLACES`). The forward pass is timed per frame.
+lie (:data:`ERROR_PLACES`). The forward pass is timed per frame. The pixel figures are also
+measured on the classes as the monitor shows them, each carrier's pixels in the carrier's class
+(:func:`~monitor.occupancy.tracker.carrier_classes`); every other figure is of the network's own.
 
 On real recordings (:func:`evaluate_captures`), a folder of SigMF recordings with a
 ``truth.json`` (see ``../shared/captures``): each recording is cut into frames with the model's
@@ -16,7 +18,8 @@ has, mirrored to the frame's height as the monitor does, and only its real rows 
 share of pixels given to each class is checked against the classes present and absent: the
 dominant signal class must be a present one, absent classes must get under 5 % of the signal
 pixels (every present one at least that), at least 1 % of the pixels must be signal; a recording
-of noise passes with under 2 % of its pixels called LTE or NR.
+of noise passes with under 2 % of its pixels called LTE or NR. Each recording is judged twice:
+on the network's own classes and on the classes as the monitor shows them.
 
 :func:`write_report` writes ``report.md`` (tables), ``metrics.json`` (every figure),
 ``miou_vs_snr.png``, ``confusion.png`` and ``errors.png`` into the report folder.
@@ -28,7 +31,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from monitor.dsp.frames import pad_rows
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
+from monitor.occupancy.tracker import carrier_classes
 from monitor.sources.files import open_recording
 from monitor.synth.truth import silent_as_noise
 from monitor.train.cards import ModelCard, json_safe
@@ -111,6 +115,7 @@ class EvalResult:
         card: its model card.
         frames: frames evaluated.
         confusion: pixel counts over every frame.
+        shown: pixel counts of the classes as the monitor shows them (carrier classes).
         by_snr: pixel counts per SNR bin.
         frames_by_snr: frames per SNR bin.
         by_view: pixel counts per kind of view (see view_kind).
@@ -134,6 +139,7 @@ class EvalResult:
     card: ModelCard
     frames: int = 0
     confusion: ConfusionMatrix = field(default_factory=ConfusionMatrix)
+    shown: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
@@ -182,6 +188,7 @@ class EvalResult:
             "gflops": self.card.gflops,
             "frames": self.frames,
             "pixels": self.confusion.summary(),
+            "pixels_as_shown": self.shown.summary(),
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
@@ -208,6 +215,7 @@ class CaptureResult:
         frames: frames evaluated.
         rows: spectrogram rows evaluated (real rows only).
         counts: pixels given to each class (noise, LTE, NR).
+        shown_counts: the same for the classes as the monitor shows them (carrier classes).
         served: whether the sample rate is one the model was trained for.
     """
 
@@ -218,7 +226,12 @@ class CaptureResult:
     frames: int
     rows: int
     counts: list[int]
+    shown_counts: list[int]
     served: bool
+
+    def as_shown(self) -> CaptureResult:
+        """The same recording judged on the classes as the monitor shows them."""
+        return replace(self, counts=self.shown_counts)
 
     @property
     def shares(self) -> dict[str, float]:
@@ -259,11 +272,15 @@ class CaptureResult:
 
     def summary(self) -> dict[str, Any]:
         passed, reason = self.verdict()
+        shown = self.as_shown()
+        shown_passed, shown_reason = shown.verdict()
         return json_safe({
             "recording": self.recording, "sample_rate": self.sample_rate,
             "present": self.present, "absent": self.absent, "served": self.served,
             "frames": self.frames, "rows": self.rows, "shares": self.shares,
             "signal_shares": self.signal_shares, "passed": passed, "reason": reason,
+            "as_shown": {"shares": shown.shares, "signal_shares": shown.signal_shares,
+                         "passed": shown_passed, "reason": shown_reason},
         })
 
 
@@ -329,6 +346,8 @@ def evaluate(
         prediction = segment(model, inputs).cpu()
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
+        result.shown.update(torch.stack([torch.from_numpy(carrier_classes(p.numpy()))
+                                         for p in prediction]), labels)
         for i, pred, truth, meta in zip(indices, prediction, labels, metas, strict=True):
             spans = predicted_carriers(pred)
             if "carriers" in meta:
@@ -419,16 +438,20 @@ def evaluate_captures(
         else:
             spans = [(0, rows_total)] if rows_total else []
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
+        shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         for first_row, rows in spans:
             samples = torch.from_numpy(rec.read(first_row * spr, rows * spr)).to(device)
             x = network_input(spectrogram.rows(samples))
             padded = pad_rows(x, geometry.height)
             prediction = segment(model, padded[None])[0, :rows].cpu()
+            carrier_shown = torch.from_numpy(carrier_classes(prediction.numpy()))
             counts += torch.bincount(prediction.reshape(-1), minlength=len(CLASS_NAMES))
+            shown += torch.bincount(carrier_shown.reshape(-1), minlength=len(CLASS_NAMES))
         results.append(CaptureResult(
             recording=entry["recording"], sample_rate=rec.sample_rate,
             present=list(entry.get("present", [])), absent=list(entry.get("absent", [])),
             frames=len(spans), rows=sum(r for _, r in spans), counts=counts.tolist(),
+            shown_counts=shown.tolist(),
             served=card.serves(rec.sample_rate),
         ))
     return results
@@ -572,7 +595,33 @@ def _pixel_table(results: Sequence[EvalResult]) -> list[str]:
     if len({r.frames for r in results}) > 1:
         lines += ["A model is evaluated on the frames at the rates it serves (the models' table "
                   "counts them); the table by sample rate compares models rate for rate."]
-    return [*lines, "", *_as_sent_table([r for r in results if r.signal_pixels])]
+    return [*lines, "", *_shown_table(results),
+            *_as_sent_table([r for r in results if r.signal_pixels])]
+
+
+def _shown_table(results: Sequence[EvalResult]) -> list[str]:
+    """The pixel figures of the classes as the monitor shows them, beside the network's own."""
+    lines = ["As the monitor shows them: every signal pixel of a carrier in the class most of the "
+             "carrier's columns give it (a carrier is LTE or NR, not both; `prmnet-monitor "
+             "--raw-classes` shows the network's own). The last column is the change in mean "
+             "IoU from the network's own classes.", "", *_class_header("change")]
+    for r in results:
+        s = r.shown.summary()
+        change = s["miou"] - r.confusion.summary()["miou"]
+        lines.append(_row(r.name, _class_cells(s)) + f" {100 * change:+.1f} |")
+    return [*lines, ""]
+
+
+def _class_header(last: str) -> list[str]:
+    """The head of a table of :func:`_class_cells` and one more column."""
+    return ["| model | mean IoU | IoU noise | IoU LTE | IoU NR | pixel acc. | LTE called NR | "
+            f"NR called LTE | {last} |", "|---|" + "---:|" * 8]
+
+
+def _class_cells(s: dict[str, Any]) -> list[float]:
+    """Mean IoU, IoU per class, pixel accuracy and the LTE/NR confusion of a summary."""
+    return [s["miou"], *(s["iou"][c] for c in CLASS_NAMES), s["pixel_accuracy"],
+            s["lte_as_nr"], s["nr_as_lte"]]
 
 
 def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
@@ -585,13 +634,9 @@ def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
              "lies outside the view) cannot be told from an empty channel by any receiver; "
              "here those carriers are noise. The last column is their share of the labelled "
              "signal pixels of the frames the model was evaluated on.", "",
-             "| model | mean IoU | IoU noise | IoU LTE | IoU NR | pixel acc. | LTE called NR | "
-             "NR called LTE | silent |",
-             "|---|" + "---:|" * 8]
+             *_class_header("silent")]
     for r in results:
-        s = r.as_sent.summary()
-        lines.append(_row(r.name, [s["miou"], *(s["iou"][c] for c in CLASS_NAMES),
-                                   s["pixel_accuracy"], s["lte_as_nr"], s["nr_as_lte"],
+        lines.append(_row(r.name, [*_class_cells(r.as_sent.summary()),
                                    r.silent_pixels / r.signal_pixels]))
     return [*lines, ""]
 
@@ -739,26 +784,35 @@ def _confusion_tables(results: Sequence[EvalResult]) -> list[str]:
 def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
     served = [r for r in recs if r.served]
     others = [r for r in recs if not r.served]
-    count = f"{sum(r.verdict()[0] for r in served)} of {len(served)}"
+    count = f"{_passed(served)} of {len(served)}"
     if others:
-        count += (f" at the rates it serves pass; {sum(r.verdict()[0] for r in others)} of "
-                  f"{len(others)} others")
+        count += f" at the rates it serves pass; {_passed(others)} of {len(others)} others"
     else:
         count += " pass"
+    count += f"; as shown, {_passed(served, shown=True)} of {len(served)}"
+    if others:
+        count += f" and {_passed(others, shown=True)} of {len(others)}"
     lines = [f"## Real recordings: {name} ({count})", "",
              "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
-             "NR % of signal | verdict |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+             "NR % of signal | verdict | as shown (carrier classes) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in recs:
         ok, reason = r.verdict()
+        shown_ok, shown_reason = r.as_shown().verdict()
         sh, sig = r.shares, r.signal_shares
         rate = f"{r.sample_rate / 1e6:g}" + ("" if r.served else " (not served)")
         lines.append(
             f"| {r.recording} | {rate} | {', '.join(r.present) or 'none'} | {r.rows} | "
             f"{_pct(sh['noise'])} | {_pct(sh['LTE'])} | {_pct(sh['NR'])} | {_pct(sig['LTE'])} | "
-            f"{_pct(sig['NR'])} | {'pass' if ok else 'FAIL'}: {reason} |"
+            f"{_pct(sig['NR'])} | {'pass' if ok else 'FAIL'}: {reason} | "
+            f"{'pass' if shown_ok else 'FAIL'}: {shown_reason} |"
         )
     return [*lines, ""]
+
+
+def _passed(recs: Sequence[CaptureResult], shown: bool = False) -> int:
+    """How many recordings pass, on the network's classes or as the monitor shows them."""
+    return sum((r.as_shown() if shown else r).verdict()[0] for r in recs)
 
 
 def _plot_snr(results: Sequence[EvalResult], path: Path) -> None:
