@@ -212,7 +212,7 @@ class Processor:
         power = frame[held - new :].cpu().numpy()  # dBFS rows are float32 already
         if self.raw_classes:
             chunk_classes = classes[held - new :].cpu().numpy()
-        else:  # the whole frame's rows vote, so a carrier's class is the same in every chunk
+        else:  # the whole frame's rows vote, not only the chunk's new ones
             shown = carrier_classes(classes.cpu().numpy())
             classes, chunk_classes = torch.from_numpy(shown), shown[held - new :]
         self._tracked_rows = self._stretch_rows
