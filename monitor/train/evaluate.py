@@ -571,7 +571,10 @@ def _models_table(results: Sequence[EvalResult]) -> list[str]:
                      f"{low:g}-{high:g} | {1e3 * r.seconds_per_frame:.1f} | {r.frames} |")
     threads = {r.threads for r in results}
     lines += ["", f"Time: forward pass only, batch {results[0].batch_size}, "
-              f"{'/'.join(map(str, sorted(threads)))} torch thread(s).", ""]
+              f"{'/'.join(map(str, sorted(threads)))} torch thread(s), of the network as "
+              "trained (batch norms not folded into the convolutions, contiguous memory), "
+              "which is slower than the monitor's engines run it: `prmnet bench model` times "
+              "it as they do.", ""]
     return lines
 
 
