@@ -48,6 +48,7 @@ from monitor.train.loop import (
     TrainConfig,
     _initialise,
     resolve_config,
+    segment,
     split_data,
     train,
 )
@@ -408,6 +409,43 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert (tmp_path / "report" / "errors.png").stat().st_size > 0 and "(errors.png)" in text
 
 
+def test_worst_frames_gallery(data: dict[str, Path], tmp_path: Path) -> None:
+    from monitor.train.evaluate import _frame_snr
+    from monitor.train.gallery import MIN_SNR_DB, Gallery, frame_miou, pick_frames
+
+    truth = torch.zeros(8, 8, dtype=torch.int64)
+    truth[:, :4] = NR
+    assert frame_miou(truth, truth) == 1.0
+    assert frame_miou(torch.zeros_like(truth), truth) == pytest.approx(0.25)  # noise 1/2, NR 0
+    assert pick_frames({3: 0.5, 7: 0.2, 1: 0.5, 9: 0.9}, 3) == [7, 1, 3]
+    # the evaluation scores exactly the frames whose strongest carrier is at MIN_SNR_DB or more
+    frames = open_frames([data["val"]])
+    model, card = load_checkpoint(_untrained(tmp_path, "w8"))
+    result = evaluate(model, card, frames, "w8")
+    geometry = card.geometry_for(RATE)
+    snrs = {i: _frame_snr(frames[i][2], geometry) for i in range(len(frames))}
+    high = {i for i, snr in snrs.items() if snr is not None and snr >= MIN_SNR_DB}
+    assert set(result.frame_mious) == set(result.frame_snrs) == high
+    for i in high:
+        assert result.frame_mious[i] == pytest.approx(
+            frame_miou(segment(model, frames[i][0][None])[0], frames[i][1]))
+    # every model segments the same frames; a model that does not serve a rate is left out there
+    gallery = Gallery.of(frames, [2, 0], {2: 25.0, 0: 21.0})
+    assert gallery.captions[0] == "frame 2\n1.92 MS/s, SNR 25 dB"
+    gallery.add("w8", model, card)
+    unet, _ = load_checkpoint(_untrained(tmp_path, "unet", "unet_s", base_width=4))
+    gallery.add("unet", unet, make_card("unet_s", {"base_width": 4}, [10e6]))
+    assert [p.shape for p in gallery.predictions["w8"]] == [(256, 256)] * 2
+    assert gallery.predictions["unet"] == [None, None]
+    assert (gallery.predictions["w8"][0] == segment(model, frames[2][0][None])[0].numpy()).all()
+    report = write_report([result], {}, tmp_path / "report", gallery=gallery).read_text()
+    assert "## The worst frames at high SNR" in report and "(worst.png)" in report
+    assert (tmp_path / "report" / "worst.png").stat().st_size > 0
+    # no gallery, no figure
+    assert "worst" not in write_report([result], {}, tmp_path / "plain").read_text()
+    assert not (tmp_path / "plain" / "worst.png").exists()
+
+
 def test_wrong_pixels_are_placed_by_what_was_sent_and_where_the_carriers_are() -> None:
     truth = torch.zeros(8, 32, dtype=torch.int64)
     truth[:4, 10:20] = NR  # on for four rows, off for the rest
@@ -492,9 +530,12 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     assert card["training"]["seed"] == 1 and card["data"]["train"][0]["request"]["seed"] == 11
     best = tmp_path / "run" / "best.safetensors"
     args = parser.parse_args(["eval", str(best), "--data", str(data["val"]), "--limit", "1",
-                              "--report", str(tmp_path / "report"), "--record-metrics"])
+                              "--report", str(tmp_path / "report"), "--record-metrics",
+                              "--worst-frames", "2"])
     assert args.func(args) == 0
     assert "## Pixels" in capsys.readouterr().out
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "--worst-frames 2" in report.splitlines()[2]
     assert "test" in json.loads((tmp_path / "run" / "best.json").read_text())["metrics"]
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):

@@ -8,7 +8,7 @@ import logging
 import shlex
 from pathlib import Path
 
-from monitor.arguments import positive_float, positive_int, probability
+from monitor.arguments import count, positive_float, positive_int, probability
 from monitor.errors import InputError
 from monitor.train import CONFIG_DIR
 
@@ -44,7 +44,8 @@ examples:
   prmnet eval runs/prmnet_w8/best.safetensors --data data/test --limit 100
   prmnet eval runs/prmnet_w8/best.safetensors --captures ../shared/captures
 A MODEL is NAME.safetensors with its card NAME.json beside it. The report folder gets
-report.md, metrics.json, miou_vs_snr.png and confusion.png.
+report.md, metrics.json, miou_vs_snr.png, confusion.png, errors.png and worst.png (the test
+frames the first model segments worst at high SNR, with every model's classes on them).
 """
 
 
@@ -128,6 +129,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     help="torch threads (default: torch's choice)")
     ev.add_argument("--device", default="cpu", metavar="DEV",
                     help="cpu (default), cuda, cuda:N or auto")
+    ev.add_argument("--worst-frames", type=count, default=4, metavar="N",
+                    help="draw the N test frames the first model segments worst at high SNR, "
+                    "with every model's classes (worst.png; default 4, 0: none)")
     ev.add_argument("--record-metrics", action="store_true",
                     help="also write the test and recording figures into each model's card")
     ev.set_defaults(func=_eval)
@@ -182,6 +186,7 @@ def _eval(args: argparse.Namespace) -> int:
         format_report,
         write_report,
     )
+    from monitor.train.gallery import Gallery, pick_frames
     from monitor.train.loop import pick_device
 
     if not args.data and args.captures is None:
@@ -192,12 +197,18 @@ def _eval(args: argparse.Namespace) -> int:
     frames = open_frames(args.data) if args.data else None
     names = _names(args.models)
     results, captures = [], {}
+    gallery: Gallery | None = None
     for path, name in zip(args.models, names, strict=True):
         model, card = load_checkpoint(path, device)
         if frames is not None:
             check_not_training_data(card, frames, name)
             result = evaluate(model, card, frames, name, args.limit, args.batch_size, device)
             results.append(result)
+            if gallery is None and args.worst_frames > 0:
+                worst = pick_frames(result.frame_mious, args.worst_frames)
+                gallery = Gallery.of(frames, worst, result.frame_snrs)
+            if gallery is not None:
+                gallery.add(name, model, card, device)
             card.metrics["test"] = {"data": [str(d) for d in args.data],
                                     **result.summary()}
         if args.captures is not None:
@@ -214,10 +225,12 @@ def _eval(args: argparse.Namespace) -> int:
                           *(["--capture-frames", str(args.capture_frames)]
                             if args.captures and args.capture_frames != 8 else []),
                           *(["--batch-size", str(args.batch_size)]
-                            if args.batch_size != 1 else [])])
+                            if args.batch_size != 1 else []),
+                          *(["--worst-frames", str(args.worst_frames)]
+                            if frames is not None and args.worst_frames != 4 else [])])
     data = ", ".join(str(d) for d in args.data)
     if args.report:
-        report = write_report(results, captures, args.report, command, data)
+        report = write_report(results, captures, args.report, command, data, gallery)
         log.info("wrote %s", report)
     print(format_report(results, captures, command, data))
     return 0

@@ -22,7 +22,8 @@ of noise passes with under 2 % of its pixels called LTE or NR. Each recording is
 on the network's own classes and on the classes as the monitor shows them.
 
 :func:`write_report` writes ``report.md`` (tables), ``metrics.json`` (every figure),
-``miou_vs_snr.png``, ``confusion.png`` and ``errors.png`` into the report folder.
+``miou_vs_snr.png``, ``confusion.png``, ``errors.png`` and, given a gallery
+(:mod:`monitor.train.gallery`), ``worst.png`` into the report folder.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from monitor.sources.files import open_recording
 from monitor.synth.truth import silent_as_noise
 from monitor.train.cards import ModelCard, json_safe
 from monitor.train.data import FrameSet, ShardFrames, collate
+from monitor.train.gallery import MIN_SNR_DB, Gallery, frame_miou, plot_gallery
 from monitor.train.loop import segment
 from monitor.train.metrics import (
     LTE,
@@ -130,6 +132,9 @@ class EvalResult:
         noise_pixels: pixels of the truth's noise on those frames.
         error_places: wrong pixels on those frames by where they lie (ERROR_PLACES).
         carriers: carrier-level counts.
+        frame_snrs: frame index -> its strongest carrier's SNR, for the frames at
+            :data:`~monitor.train.gallery.MIN_SNR_DB` or more (the gallery's candidates).
+        frame_mious: frame index -> its mean IoU, for the same frames.
         seconds_per_frame: mean forward-pass time of one frame.
         batch_size: frames per forward pass.
         threads: torch threads during the timing.
@@ -153,6 +158,8 @@ class EvalResult:
     noise_pixels: int = 0
     error_places: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_PLACES, 0))
     carriers: CarrierCounts = field(default_factory=CarrierCounts)
+    frame_snrs: dict[int, float] = field(default_factory=dict)
+    frame_mious: dict[int, float] = field(default_factory=dict)
     seconds_per_frame: float = float("nan")
     batch_size: int = 1
     threads: int = 1
@@ -354,7 +361,11 @@ def evaluate(
                 geometry = card.geometry_for(meta["sample_rate"])
                 _count_as_sent(result, frames.energy(i), pred, truth, meta, geometry)
                 truth_spans = truth_carriers(meta, geometry)
-                key = snr_bin(_frame_snr(meta, geometry))
+                snr = _frame_snr(meta, geometry)
+                key = snr_bin(snr)
+                if snr is not None and snr >= MIN_SNR_DB:
+                    result.frame_snrs[i] = snr
+                    result.frame_mious[i] = frame_miou(pred, truth)
                 result.carriers.edges.extend(edge_errors(spans, meta, geometry))
             else:
                 truth_spans, key = predicted_carriers(truth), UNKNOWN
@@ -485,8 +496,10 @@ def write_report(
     out_dir: str | Path,
     command: str = "",
     data: str = "",
+    gallery: Gallery | None = None,
 ) -> Path:
-    """Write report.md, metrics.json and the plots into ``out_dir``; return report.md's path."""
+    """Write report.md, metrics.json and the plots into ``out_dir``; return report.md's path.
+    ``gallery``: frames to draw with every model's classes (``worst.png``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
@@ -508,8 +521,23 @@ def write_report(
         text += "\n![mean IoU against SNR](miou_vs_snr.png)\n\n![confusion](confusion.png)\n"
     if placed:
         text += "\n![where the errors lie](errors.png)\n"
+    if gallery is not None and gallery.indices:
+        plot_gallery(gallery, out / "worst.png")
+        text += "\n" + "\n".join(_gallery_text(gallery, results[0].name)) + "\n"
     report.write_text(text)
     return report
+
+
+def _gallery_text(gallery: Gallery, first: str) -> list[str]:
+    return [
+        "## The worst frames at high SNR", "",
+        f"The {len(gallery.indices)} test frames {first} segments worst (lowest mean IoU of the "
+        f"frame) of those whose strongest carrier is at least {MIN_SNR_DB:g} dB above the floor, "
+        "with every model's classes on the same frames and each one's mean IoU of the frame. "
+        "Labels mark a carrier's whole channel while it is on: where a carrier sent nothing in "
+        "view, no model can see it.", "",
+        "![the worst frames at high SNR](worst.png)",
+    ]
 
 
 def check_not_training_data(card: ModelCard, frames: FrameSet, name: str) -> None:
