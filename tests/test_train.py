@@ -540,6 +540,9 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", str(best), "--worst-frames", "-1"])
+    assert "argument --worst-frames: must be 0 or more, got -1" in capsys.readouterr().err
 
 
 def test_tune_bias_folds_the_best_validation_offsets_into_the_classifier(
