@@ -23,7 +23,7 @@ from engines.prmnet import CLASS_NAMES
 from monitor.train.cards import ModelCard
 from monitor.train.data import FrameSet
 from monitor.train.loop import segment
-from monitor.train.metrics import summarize_confusion
+from monitor.train.metrics import ConfusionMatrix
 
 __all__ = ["MIN_SNR_DB", "Gallery", "frame_miou", "pick_frames", "plot_gallery"]
 
@@ -37,9 +37,9 @@ COLOURS = ("#303030", "#e69f00", "#56b4e9")
 
 def frame_miou(prediction: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean IoU of one frame over the classes in its labels or its prediction."""
-    n = len(CLASS_NAMES)
-    flat = truth.reshape(-1).to(torch.int64) * n + prediction.reshape(-1).to(torch.int64)
-    return summarize_confusion(torch.bincount(flat, minlength=n * n).reshape(n, n))["miou"]
+    matrix = ConfusionMatrix()
+    matrix.update(prediction, truth)
+    return matrix.summary()["miou"]
 
 
 def pick_frames(scores: dict[int, float], count: int) -> list[int]:
