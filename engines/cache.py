@@ -1,10 +1,12 @@
-"""The engine cache: TensorRT engines this program built, and the graphs they were built from.
+"""The engine cache: the engines this program built (TensorRT engines for a GPU, AOTInductor
+packages for a CPU), and the graphs they were built from.
 
-A TensorRT engine is specific to the TensorRT version, the GPU model and its compute capability,
-and to everything about the graph; one built for another of any of these must not be loaded. So
-every engine is stored under the SHA-256 of its :class:`EngineKey` (the model's weights hash,
-the precision, the TensorRT version, the GPU name and compute capability, the input shape and
-the export settings), beside a JSON sidecar holding the key's parts and the SHA-256 of the
+An engine is specific to the runtime that built it and its version, to the device model and its
+capability (a GPU's compute capability, a CPU's vector instruction set), and to everything about
+the graph; one built for another of any of these must not be loaded. So every engine is stored
+under the SHA-256 of its :class:`EngineKey` (the model's weights hash, the precision, the runtime
+and its version, the device's name and capability, the input shape and the export settings),
+beside a JSON sidecar holding the key's parts and the SHA-256 of the
 engine's bytes. :meth:`EngineCache.lookup` returns an engine only when its sidecar holds exactly
 the key asked for and its bytes hash to what the sidecar says; anything else under that name
 (a stale engine, a foreign or truncated file, a sidecar edited by hand) is deleted, and the
@@ -13,8 +15,8 @@ program writes.
 
 Layout, under ``$XDG_CACHE_HOME/prmnet-monitor`` (``~/.cache/prmnet-monitor`` by default)::
 
-    engines/<key sha256>.engine      serialized TensorRT engine
-    engines/<key sha256>.json        its sidecar (format prmnet-engine/1)
+    engines/<key sha256>.engine      serialized TensorRT engine, or AOTInductor package (.pt2)
+    engines/<key sha256>.json        its sidecar (format prmnet-engine/2)
     engines/timing-<sha256>.cache    TensorRT timing cache, one per (TensorRT version, GPU)
     quantized/<weights sha256>.<precision>.onnx   INT8/FP8 Q/DQ graphs from prmnet calib
 """
@@ -37,7 +39,7 @@ __all__ = ["ENGINE_FORMAT", "CacheEntry", "EngineCache", "EngineKey", "cache_roo
 
 log = logging.getLogger(__name__)
 
-ENGINE_FORMAT = "prmnet-engine/1"
+ENGINE_FORMAT = "prmnet-engine/2"
 
 
 def cache_root() -> Path:
@@ -54,9 +56,11 @@ class EngineKey:
         weights_sha256: SHA-256 of the checkpoint's safetensors (see
             :func:`engines.export.weights_sha256`).
         precision: ``fp32``, ``fp16``, ``int8`` or ``fp8``.
-        tensorrt_version: ``tensorrt.__version__``.
-        gpu_name: the CUDA device's name.
-        compute_capability: ``major.minor``.
+        runtime: what builds and runs it, with its version (``TensorRT 10.13.0``,
+            ``torch 2.13.0 AOTInductor``).
+        device_name: the CUDA device's name, or the CPU's model.
+        capability: a GPU's compute capability (``major.minor``), or the vector instruction
+            set torch uses on the CPU (``AVX2``, ``AVX512``).
         input_shape: (N, C, H, W).
         export: how the graph was made: exporter, opset and torch version for an exported
             graph, the graph's SHA-256 for a quantized one.
@@ -64,9 +68,9 @@ class EngineKey:
 
     weights_sha256: str
     precision: str
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
+    runtime: str
+    device_name: str
+    capability: str
     input_shape: tuple[int, ...]
     export: dict[str, Any] = field(default_factory=dict)
 
@@ -147,10 +151,10 @@ class EngineCache:
         write_atomic(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
         return path
 
-    def timing_cache_path(self, tensorrt_version: str, gpu_name: str,
+    def timing_cache_path(self, runtime: str, gpu_name: str,
                           compute_capability: str) -> Path:
         """Where the timing cache for this TensorRT and this GPU lives."""
-        text = json.dumps([tensorrt_version, gpu_name, compute_capability])
+        text = json.dumps([runtime, gpu_name, compute_capability])
         return self.engines_dir / f"timing-{hashlib.sha256(text.encode()).hexdigest()[:16]}.cache"
 
     def quantized_path(self, weights_sha256: str, precision: str) -> Path:

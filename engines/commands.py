@@ -7,10 +7,14 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engines.models import load_model
+from engines.models import LoadedModel, load_model
 from monitor.arguments import positive_int
-from monitor.errors import InputError
+from monitor.errors import DeviceError, InputError
+
+if TYPE_CHECKING:
+    from engines.selfcheck import SelfCheck
 
 __all__ = ["CALIB_EXAMPLES", "ENGINE_EXAMPLES", "EXPORT_EXAMPLES", "add_commands"]
 
@@ -32,10 +36,14 @@ examples:
   # build (or find) the TensorRT engine the monitor will use, ahead of the first run
   prmnet engine build prmnet_w32 --precision fp16
   prmnet engine build prmnet_w32 --precision int8     # after prmnet calib prmnet_w32
+  # compile a model for this CPU (AOTInductor; needs a C++ compiler): the torch engine then
+  # runs the compiled network, 20-30 % faster than eager torch on this project's CI machine
+  prmnet engine build unet_cpu --compute cpu
   prmnet engine list
   prmnet engine clear
 Engines live in $XDG_CACHE_HOME/prmnet-monitor/engines (~/.cache/...), keyed by the weights,
-precision, TensorRT version, GPU and input shape; a stale or foreign engine is rebuilt.
+precision, runtime and its version, the GPU or CPU and its capability, and the input shape; a
+stale or foreign engine is rebuilt.
 """
 
 CALIB_EXAMPLES = """\
@@ -71,17 +79,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=_export)
 
     eng = subparsers.add_parser(
-        "engine", help="build, list and clear cached TensorRT engines",
+        "engine", help="build, list and clear cached engines (TensorRT, compiled CPU)",
         epilog=ENGINE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = eng.add_subparsers(dest="action", required=True, metavar="ACTION")
-    build = actions.add_parser("build", help="build (or find) a model's TensorRT engine",
+    build = actions.add_parser("build", help="build (or find) a model's TensorRT engine, or "
+                               "its compiled CPU package",
                                epilog=ENGINE_EXAMPLES,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("model", metavar="MODEL", help="a shipped model's name or a checkpoint")
-    build.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8", "fp8"],
-                       help="fp16 (default); int8 and fp8 need prmnet calib first")
-    build.add_argument("--compute", default="cuda", metavar="cuda[:N]",
-                       help="the GPU to build for (cuda)")
+    build.add_argument("--precision", default=None, choices=["fp32", "fp16", "int8", "fp8"],
+                       help="TensorRT: fp16 (default); int8 and fp8 need prmnet calib first. "
+                       "The CPU package is fp32")
+    build.add_argument("--compute", default="cuda", metavar="cuda[:N]|cpu",
+                       help="the GPU to build a TensorRT engine for (cuda, the default), or cpu "
+                       "to compile an AOTInductor package for this CPU")
     build.set_defaults(func=_engine_build)
     lst = actions.add_parser("list", help="list the cached engines")
     lst.set_defaults(func=_engine_list)
@@ -139,22 +150,56 @@ def _engine_build(args: argparse.Namespace) -> int:
     from engines.selection import make_runner, resolve_device
     from engines.selfcheck import SelfCheck
 
-    reason = tensorrt_unavailable(torch.device("cuda"))
+    on_cpu = args.compute == "cpu"
+    reason = None if on_cpu else tensorrt_unavailable(torch.device("cuda"))
     if reason is not None:
         raise InputError(f"cannot build a TensorRT engine here: {reason}")
-    model = load_model(args.model, None)
     device = resolve_device(args.compute)
+    model = load_model(args.model, None)
     g = model.card.geometry
     check = SelfCheck(model.module, model.card.in_chans, int(g["height"]), int(g["width"]))
+    if on_cpu:
+        return _package_build(model, args.precision or "fp32", check)
+    precision = args.precision or "fp16"
     started = time.perf_counter()
     try:
-        runner = make_runner("tensorrt", model, device, args.precision, check)
+        runner = make_runner("tensorrt", model, device, precision, check)
     except InputError as exc:
         raise InputError(f"cannot build a TensorRT engine here: {exc}") from None
     with runner:
         result = runner.check_result
-    print(f"TensorRT {args.precision} engine for {model.name} on {device} ready in "
+    print(f"TensorRT {precision} engine for {model.name} on {device} ready in "
           f"{time.perf_counter() - started:.1f} s" + (f"; {result.describe()}" if result else ""))
+    return 0
+
+
+def _package_build(model: LoadedModel, precision: str, check: SelfCheck) -> int:
+    """``prmnet engine build MODEL --compute cpu``: compile (or find) the AOTInductor package,
+    and run it through its self-check as the torch engine will."""
+    import torch
+
+    from engines.backends.aot_package import cpu_name, ensure_package
+    from engines.export import weights_sha256
+    from engines.selection import make_runner
+
+    if precision != "fp32":
+        raise InputError(f"the CPU package is fp32, not {precision}: int8 runs on the CPU "
+                         "through ONNX Runtime (prmnet calib, then --engine onnxruntime)")
+    g = model.card.geometry
+    shape = (1, model.card.in_chans, int(g["height"]), int(g["width"]))
+    started = time.perf_counter()
+    try:
+        built = ensure_package(model.module, weights_sha256(model.module), shape)
+    except RuntimeError as exc:
+        text = str(exc).strip()
+        raise DeviceError(f"compiling {model.name} for the CPU failed: "
+                          f"{text.splitlines()[0] if text else type(exc).__name__}") from None
+    with make_runner("torch", model, torch.device("cpu"), "fp32", check) as runner:
+        result = runner.check_result
+    what = f"built in {time.perf_counter() - started:.1f} s" if built else "found in the cache"
+    print(f"CPU package of {model.name} for {cpu_name()} "
+          f"({torch.backends.cpu.get_cpu_capability()}) {what}"
+          + (f"; {result.describe()}" if result else ""))
     return 0
 
 
@@ -171,8 +216,8 @@ def _engine_list(args: argparse.Namespace) -> int:
         "engine": e.path.stem[:12],
         "weights": str(e.key.get("weights_sha256", "?"))[:12],
         "precision": e.key.get("precision", "?"),
-        "tensorrt": e.key.get("tensorrt_version", "?"),
-        "gpu": f"{e.key.get('gpu_name', '?')} ({e.key.get('compute_capability', '?')})",
+        "runtime": e.key.get("runtime", "?"),
+        "device": f"{e.key.get('device_name', '?')} ({e.key.get('capability', '?')})",
         "input": "x".join(str(d) for d in e.key.get("input_shape", [])) or "?",
         "MB": f"{e.size / 1e6:.1f}",
         "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)) if e.created

@@ -7,6 +7,10 @@ passes its self-check is timed on a few frames and the faster is kept (which one
 the CPU and on its load, by up to a third either way; see the README); int8 and fp8 go to ONNX
 Runtime, as torch does not run them. An engine named explicitly runs or refuses in one line.
 
+On the CPU, torch runs the model's AOTInductor package where ``prmnet engine build MODEL
+--compute cpu`` has put one for this CPU in the engine cache (:mod:`engines.backends.aot_package`),
+and the network eagerly otherwise.
+
 Precision ``auto`` is ``fp16`` on CUDA and ``fp32`` on the CPU. ``bf16`` is torch's (on CUDA);
 ``int8`` and ``fp8`` run the Q/DQ graph ``prmnet calib`` installed for the model's weights
 (ONNX Runtime: int8 on the CPU or CUDA; TensorRT: int8 and fp8).
@@ -24,6 +28,7 @@ from typing import Any
 
 import torch
 
+from engines.backends.aot_package import package_key
 from engines.backends.base import Runner
 from engines.backends.onnxruntime_runner import OnnxRuntimeRunner, onnxruntime_unavailable
 from engines.backends.tensorrt_runner import (
@@ -164,9 +169,11 @@ def _one_line(exc: Exception) -> MonitorError:
 
 def _describe(runner: Runner) -> str:
     """What runs, and how its self-check went."""
-    if runner.check_result:
-        return runner.check_result.describe()
-    return f"{runner.name} {runner.precision} on {runner.device}"
+    text = (runner.check_result.describe() if runner.check_result
+            else f"{runner.name} {runner.precision} on {runner.device}")
+    if isinstance(runner, TorchRunner) and runner.compiled:
+        text += "; compiled for this CPU (AOTInductor)"
+    return text
 
 
 def _no_engine(model: LoadedModel, reasons: list[str]) -> InputError:
@@ -210,7 +217,14 @@ def make_runner(name: str, model: LoadedModel, device: torch.device, precision: 
             raise InputError(f"torch runs {', '.join(TORCH_PRECISIONS)}, not {precision}")
         if precision != "fp32" and device.type != "cuda":
             raise InputError(f"torch runs {precision} on CUDA only; use fp32 on the CPU")
-        return TorchRunner(model.module, device, precision, check=check)
+        package = None
+        if device.type == "cpu" and precision == "fp32":
+            data = EngineCache().lookup(package_key(weights(), shape))
+            if data is not None:
+                package = (data, shape)
+            else:
+                _hint_package(model.name)
+        return TorchRunner(model.module, device, precision, check=check, package=package)
     if name == "onnxruntime":
         reason = onnxruntime_unavailable(device)
         if reason is not None:
@@ -232,6 +246,14 @@ def make_runner(name: str, model: LoadedModel, device: torch.device, precision: 
         return TensorRTRunner(source, export, weights(), device, precision, shape,
                               len(model.card.classes), check=check)
     raise InputError(f"unknown engine {name!r}: use {', '.join(ENGINES[1:])}")
+
+
+@cache
+def _hint_package(name: str) -> None:
+    """Say once per model that it could run compiled."""
+    log.info("engine: torch runs %s eagerly on the CPU; `prmnet engine build %s --compute cpu` "
+             "compiles it for this CPU (once, about a minute), and it then runs faster",
+             name, name)
 
 
 def export_settings() -> dict[str, Any]:

@@ -62,15 +62,21 @@ def bench_synth(rates: Sequence[float], frames: int = 6) -> list[dict]:
 
 
 def bench_model(models: Sequence[str], rates: Sequence[float] = (1.92e6, 2.4e6),
-                threads: int = 2, repeats: int = 10) -> list[dict]:
+                threads: int = 2, repeats: int = 10, compiled: bool = False) -> list[dict]:
     """Parameters and GFLOP of each model, and the CPU time of one 256x256 frame against the
     time the frame lasts at each rate (``x_realtime`` above 1: it keeps up).
 
     ``models``: names of ``engines.prmnet.MODEL_CONFIGS`` (fresh weights: the speed is the
     same) or checkpoint paths. Eager torch in inference mode, channels-last, norms folded as
     the torch engine runs them (:func:`engines.prmnet.fuse_for_inference`), ``threads``
-    threads, median of ``repeats`` after two warm-up runs.
+    threads, median of ``repeats`` after two warm-up runs. With ``compiled``, also the
+    model's AOTInductor package for this CPU, as the torch engine runs it once
+    ``prmnet engine build`` made it (built here where the engine cache lacks it), with its
+    speed-up over eager in the same run.
     """
+    from engines.backends.aot_package import ensure_package, load_package, package_key
+    from engines.cache import EngineCache
+    from engines.export import weights_sha256
     from monitor.train.cards import load_checkpoint
 
     torch.set_num_threads(threads)
@@ -82,24 +88,33 @@ def bench_model(models: Sequence[str], rates: Sequence[float] = (1.92e6, 2.4e6),
             model, card = load_checkpoint(spec)
             name = f"{card.model} ({Path(spec).stem})"
         chans = int(getattr(model, "in_chans", 1))
-        flops = conv_flops(model, (1, chans, 256, 256))
+        shape = (1, chans, 256, 256)
+        flops = conv_flops(model, shape)
         parameters = param_count(model)
-        model = fuse_for_inference(model).to(memory_format=torch.channels_last)
-        x = torch.randn(1, chans, 256, 256).to(memory_format=torch.channels_last)
-        seconds = _median_seconds(lambda m=model, x=x: m(x), repeats)
-        for rate in rates:
-            frame = Geometry.for_rate(rate).frame_seconds
-            rows.append({
-                "what": "model frame",
-                "model": name,
-                "parameters": parameters,
-                "gflop": round(flops / 1e9, 2),
-                "sample_rate": rate,
-                "frame_ms": round(frame * 1e3, 2),
-                "ms_per_frame": round(seconds * 1e3, 1),
-                "x_realtime": round(frame / seconds, 2),
-                "threads": threads,
-            })
+        x = torch.randn(shape).to(memory_format=torch.channels_last)
+        timed = {"eager": fuse_for_inference(model).to(memory_format=torch.channels_last)}
+        if compiled:
+            weights, cache = weights_sha256(model), EngineCache()
+            ensure_package(model, weights, shape, cache)
+            timed["compiled"] = load_package(cache.lookup(package_key(weights, shape)))
+        seconds = {how: _median_seconds(lambda m=m, x=x: m(x), repeats)
+                   for how, m in timed.items()}
+        for how, t in seconds.items():
+            for rate in rates:
+                frame = Geometry.for_rate(rate).frame_seconds
+                rows.append({
+                    "what": "model frame",
+                    "model": name,
+                    **({"torch": how} if compiled else {}),
+                    "parameters": parameters,
+                    "gflop": round(flops / 1e9, 2),
+                    "sample_rate": rate,
+                    "frame_ms": round(frame * 1e3, 2),
+                    "ms_per_frame": round(t * 1e3, 1),
+                    "x_realtime": round(frame / t, 2),
+                    **({"vs_eager": round(seconds["eager"] / t, 2)} if compiled else {}),
+                    "threads": threads,
+                })
     return rows
 
 
@@ -147,35 +162,45 @@ def bench_stft(rates: Sequence[float] = (2.4e6, 19.2e6, 61.44e6), threads: int =
 
 def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxruntime"),
                   compute: str = "auto", rate: float = 2.4e6, repeats: int = 10) -> list[dict]:
-    """Frames per second of each engine on one model, against eager torch in the same run.
+    """Frames per second of each engine on one model, against eager torch fp32 on the same
+    device in the same run (the first row).
 
-    Each engine is selected as ``prmnet-monitor --engine`` would (self-check included); one the
-    machine cannot run is listed with the reason.
+    Each engine is selected as ``prmnet-monitor --engine`` would (self-check included; torch on
+    the CPU runs the model's compiled package where ``prmnet engine build --compute cpu`` made
+    one); one the machine cannot run is listed with the reason.
     """
+    from engines.backends.torch_runner import TorchRunner
     from engines.models import load_model
-    from engines.selection import select_runner
+    from engines.selection import resolve_device, select_runner
     from monitor.errors import MonitorError
 
     loaded = load_model(model_path, rate)
     g = loaded.card.geometry
     x = torch.randn(1, loaded.card.in_chans, int(g["height"]), int(g["width"]))
-    rows, reference = [], None
+    reference = TorchRunner(loaded.module, resolve_device(compute))
+    runners: list[tuple[str, object]] = [("torch eager (reference)", reference)]
     for engine in engines:
         try:
-            runner = select_runner(loaded, engine=engine, compute=compute)
+            runners.append((engine, select_runner(loaded, engine=engine, compute=compute)))
         except MonitorError as exc:
-            rows.append({"what": "engine", "engine": engine, "note": str(exc)})
+            runners.append((engine, str(exc)))
+    rows, first = [], None
+    for label, runner in runners:
+        if isinstance(runner, str):
+            rows.append({"what": "engine", "engine": label, "note": runner})
             continue
         with runner:
             xd = x.to(runner.device)
             seconds = _median_seconds(lambda r=runner, xd=xd: r.infer(xd), repeats)
-        reference = reference or seconds
+        first = first or seconds
+        compiled = isinstance(runner, TorchRunner) and runner.compiled
         rows.append({
             "what": "engine",
-            "engine": f"{runner.name} {runner.precision} {runner.device}",
+            "engine": label if runner is reference else
+            f"{runner.name}{' compiled' if compiled else ''} {runner.precision} {runner.device}",
             "ms_per_frame": round(seconds * 1e3, 2),
             "frames_per_s": round(1 / seconds, 1),
-            "vs_first": round(reference / seconds, 2),
+            "vs_reference": round(first / seconds, 2),
         })
     return rows
 
@@ -219,7 +244,8 @@ def bench_replay(rate: float, seconds: float, model: Path, hop: int | None = Non
         "frames": stats["frames"],
         "segmented": stats["frames_segmented"],
         "dropped": stats["samples_dropped"],
-        "engine": f"{stats['engine']} {stats['precision']} {stats['compute_device']}",
+        "engine": f"{stats['engine']}{' compiled' if stats['compiled'] else ''} "
+                  f"{stats['precision']} {stats['compute_device']}",
     }]
 
 

@@ -334,6 +334,10 @@ def _prmnet_parser() -> argparse.ArgumentParser:
                         "(default prmnet_cpu prmnet_w8 prmnet_w16)")
     bmodel.add_argument("--rates", type=rate_list, default=(1.92e6, 2.4e6), metavar="LIST")
     bmodel.add_argument("--threads", type=positive_int, default=2)
+    bmodel.add_argument("--compiled", action="store_true",
+                        help="also time each model compiled for this CPU, as the torch engine "
+                        "runs it after prmnet engine build MODEL --compute cpu (built here "
+                        "where the engine cache lacks it: about a minute a model)")
     bmodel.set_defaults(func=_bench_model)
     bstft = targets.add_parser("stft", help="the spectrogram against scipy.signal, same data")
     bstft.add_argument("--rates", type=rate_list, default=(2.4e6, 19.2e6, 61.44e6),
@@ -443,7 +447,8 @@ def _bench_synth(args: argparse.Namespace) -> int:
 def _bench_model(args: argparse.Namespace) -> int:
     from monitor.bench import bench_model
 
-    return _report(bench_model(args.models, args.rates, args.threads), args.json)
+    return _report(bench_model(args.models, args.rates, args.threads,
+                               compiled=args.compiled), args.json)
 
 
 def _bench_stft(args: argparse.Namespace) -> int:

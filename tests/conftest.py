@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Iterator
@@ -52,9 +53,20 @@ def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            make_card("prmnet_w8", {}, [1.0e6, 62e6]), path)
 
 
-@pytest.fixture
-def tiny_model() -> LoadedModel:
-    """An untrained one-channel PRMNet at width 8 with a 32x32 card (engines tests)."""
+def prmnet_engine_command(*argv: str) -> int:
+    """Run ``prmnet ARGV`` for the commands of :mod:`engines.commands` (``engine``, ``export``,
+    ``calib``) in this process; their exit status."""
+    from engines.commands import add_commands
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def make_tiny_model() -> LoadedModel:
+    """An untrained one-channel PRMNet at width 8 with a 32x32 card, the same weights each
+    call."""
     from engines.models import LoadedModel
     from engines.prmnet import create_model
     from monitor.train.cards import geometry_fields, make_card
@@ -62,6 +74,24 @@ def tiny_model() -> LoadedModel:
     torch.manual_seed(0)
     card = make_card("prmnet_w8", {}, [1.92e6, 61.44e6], geometry=geometry_fields(32, 32))
     return LoadedModel("tiny", create_model("prmnet_w8").eval(), card)
+
+
+@pytest.fixture
+def tiny_model() -> LoadedModel:
+    """:func:`make_tiny_model` (engines tests)."""
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_package() -> bytes:
+    """The AOTInductor package of :func:`make_tiny_model` for this CPU (about 40 s to build,
+    once a session); skipped where there is no C++ compiler."""
+    from engines.backends.aot_package import build_package, compiler_unavailable
+
+    reason = compiler_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    return build_package(make_tiny_model().module, (1, 1, 32, 32))
 
 
 @pytest.fixture

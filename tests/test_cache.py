@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -14,13 +13,14 @@ from engines.cache import EngineCache, EngineKey, cache_root
 from engines.models import LoadedModel
 from monitor.errors import InputError
 from monitor.train.cards import save_checkpoint
+from tests.conftest import prmnet_engine_command
 
 KEY = EngineKey(
     weights_sha256="a" * 64,
     precision="fp16",
-    tensorrt_version="10.13.0",
-    gpu_name="NVIDIA H200",
-    compute_capability="9.0",
+    runtime="TensorRT 10.13.0",
+    device_name="NVIDIA H200",
+    capability="9.0",
     input_shape=(1, 1, 256, 256),
     export={"source": "export", "opset": 19, "torch": "2.13.0"},
 )
@@ -28,9 +28,9 @@ KEY = EngineKey(
 CHANGES = {
     "weights_sha256": "b" * 64,
     "precision": "int8",
-    "tensorrt_version": "11.0.0",
-    "gpu_name": "NVIDIA L4",
-    "compute_capability": "8.9",
+    "runtime": "TensorRT 11.0.0",
+    "device_name": "NVIDIA L4",
+    "capability": "8.9",
     "input_shape": (8, 1, 256, 256),
     "export": {"source": "export", "opset": 20, "torch": "2.13.0"},
 }
@@ -51,8 +51,8 @@ def test_store_then_lookup(tmp_path: Path) -> None:
     assert path.parent == tmp_path / "engines" and path.name == f"{KEY.digest()}.engine"
     assert cache.lookup(KEY) == b"engine bytes"
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar["key"] == KEY.to_dict() and sidecar["format"] == "prmnet-engine/1"
-    assert [e.key["gpu_name"] for e in cache.entries()] == ["NVIDIA H200"]
+    assert sidecar["key"] == KEY.to_dict() and sidecar["format"] == "prmnet-engine/2"
+    assert [e.key["device_name"] for e in cache.entries()] == ["NVIDIA H200"]
 
 
 def _sidecar(path: Path, **changes: object) -> None:
@@ -67,7 +67,7 @@ def test_a_stale_or_foreign_engine_is_deleted_not_loaded(tmp_path: Path, damage:
     path = cache.store(KEY, b"engine bytes")
     sidecar = path.with_suffix(".json")
     if damage == "foreign key":  # an engine for another GPU copied under this key's name
-        _sidecar(path, key=dataclasses.replace(KEY, gpu_name="NVIDIA L4").to_dict())
+        _sidecar(path, key=dataclasses.replace(KEY, device_name="NVIDIA L4").to_dict())
     elif damage == "tampered engine":
         path.write_bytes(b"other bytes")
     elif damage == "no sidecar":
@@ -111,24 +111,15 @@ def test_cache_root_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert cache_root() == Path.home() / ".cache" / "prmnet-monitor"
 
 
-def _prmnet(*argv: str) -> int:
-    from engines.commands import add_commands
-
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers())
-    args = parser.parse_args(list(argv))
-    return args.func(args)
-
-
 def test_prmnet_engine_list_and_clear(cache_home: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    assert _prmnet("engine", "list") == 0
+    assert prmnet_engine_command("engine", "list") == 0
     assert "no engines" in capsys.readouterr().out
     EngineCache().store(KEY, b"engine")
-    assert _prmnet("engine", "list") == 0
+    assert prmnet_engine_command("engine", "list") == 0
     out = capsys.readouterr().out
     assert "NVIDIA H200 (9.0)" in out and "1x1x256x256" in out and "fp16" in out
-    assert _prmnet("engine", "clear") == 0
+    assert prmnet_engine_command("engine", "clear") == 0
     assert "removed 2 files" in capsys.readouterr().out
 
 
@@ -136,7 +127,7 @@ def test_prmnet_engine_build_refuses_in_one_line_without_tensorrt(
         cache_home: Path, tmp_path: Path, tiny_model: LoadedModel) -> None:
     weights = save_checkpoint(tiny_model.module, tiny_model.card, tmp_path / "tiny")
     with pytest.raises(InputError) as err:
-        _prmnet("engine", "build", str(weights))
+        prmnet_engine_command("engine", "build", str(weights))
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("cannot build a TensorRT engine here: ")

@@ -77,7 +77,7 @@ def engine_key(weights_sha256: str, precision: str, tensorrt_version: str, devic
                input_shape: tuple[int, ...], export: dict[str, Any]) -> EngineKey:
     """The cache key of an engine for ``device`` (a CUDA device torch can see)."""
     major, minor = torch.cuda.get_device_capability(device)
-    return EngineKey(weights_sha256, precision, tensorrt_version,
+    return EngineKey(weights_sha256, precision, f"TensorRT {tensorrt_version}",
                      torch.cuda.get_device_name(device), f"{major}.{minor}",
                      tuple(input_shape), dict(export))
 
@@ -188,9 +188,9 @@ class TensorRTRunner(Runner):
                     raise InputError(f"the graph is {info.precision} {info.input_shape}, not "
                                      f"{self._precision} {self._shape}")
                 log.info("building a TensorRT %s engine for %s (once; it is cached)",
-                         self._precision, key.gpu_name)
+                         self._precision, key.device_name)
                 data = build_engine(onnx, self._precision, self._cache.timing_cache_path(
-                    key.tensorrt_version, key.gpu_name, key.compute_capability))
+                    key.runtime, key.device_name, key.capability))
                 self._cache.store(key, data)
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             engine = runtime.deserialize_cuda_engine(data)

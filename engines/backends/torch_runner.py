@@ -1,6 +1,8 @@
 """The torch backend: eager PyTorch on the CPU or a CUDA device, the reference of the others.
 
-It runs the network with its BatchNorms folded into the convs (:func:`fuse_for_inference`).
+It runs the network with its BatchNorms folded into the convs (:func:`fuse_for_inference`), or,
+on the CPU, the network compiled ahead of time for this CPU where it is given one
+(:mod:`engines.backends.aot_package`).
 
 On CUDA it also runs in float16 or bfloat16 (autocast; the softmax in float32), and can replay
 the network as a CUDA graph: the first frame of each input shape is captured (after a warm-up on
@@ -10,12 +12,14 @@ shape is copied in and replayed, which removes the per-layer launch cost of eage
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from engines.backends.base import Runner
+from engines.backends.aot_package import load_package
+from engines.backends.base import Runner, fit_rows
 from engines.prmnet import fuse_for_inference, probabilities
 
 if TYPE_CHECKING:
@@ -39,13 +43,16 @@ class TorchRunner(Runner):
             most devices).
         cuda_graph: replay captured CUDA graphs (CUDA only).
         check: the self-check run on activation.
+        package: an AOTInductor package of ``model`` (:func:`~engines.backends.aot_package.
+            build_package`) and its input shape, run instead of ``model`` (CPU, fp32 only).
     """
 
     name = "torch"
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  precision: str = "fp32", channels_last: bool = True, cuda_graph: bool = False,
-                 check: SelfCheck | None = None) -> None:
+                 check: SelfCheck | None = None,
+                 package: tuple[bytes, tuple[int, ...]] | None = None) -> None:
         super().__init__(device, precision, check)
         self._model = model
         if precision not in TORCH_PRECISIONS:
@@ -54,12 +61,25 @@ class TorchRunner(Runner):
             raise ValueError(f"{precision} needs a CUDA device with the torch backend")
         if cuda_graph and self._device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
+        if package is not None and (self._device.type != "cpu" or precision != "fp32"):
+            raise ValueError("an AOTInductor package runs fp32 on the CPU")
+        self._package = package
+        self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._format = torch.channels_last if channels_last else torch.contiguous_format
         self._cuda_graph = cuda_graph
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor,
                                                   torch.Tensor]] = {}
 
+    @property
+    def compiled(self) -> bool:
+        """Whether it runs an AOTInductor package rather than the module."""
+        return self._package is not None
+
     def activate_impl(self) -> None:
+        if self._package is not None:
+            data, self._shape = self._package
+            self._compiled = load_package(data)
+            return
         model = fuse_for_inference(self._model.eval())
         self._model = model.to(self._device, memory_format=self._format)
 
@@ -75,12 +95,21 @@ class TorchRunner(Runner):
         return static_out.clone()  # the next replay overwrites static_out
 
     def deactivate_impl(self) -> None:
+        self._compiled = None
+        if self._package is not None:
+            return
         self._graphs.clear()
         self._model = self._model.cpu()
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._compiled is not None:
+            assert self._shape is not None
+            x, rows = fit_rows(x, self._shape)
+            with torch.inference_mode():
+                logits = self._compiled(x.to(memory_format=torch.channels_last))
+            return probabilities(logits)[:, :, :rows].contiguous()
         x = x.to(self._device, memory_format=self._format)
         # No autocast weight cache: it is cleared after every forward anyway, and a CUDA graph
         # capture must not depend on it.

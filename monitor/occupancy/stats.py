@@ -2,7 +2,8 @@
 
 The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_in``,
 ``samples_dropped``, ``frames``, ``frames_segmented``, ``wall_seconds``, ``realtime_factor``,
-``engine``, ``precision``, ``compute_device``, ``model``; then ``source``, ``sample_rate``,
+``engine``, ``precision``, ``compute_device``, ``model``; then ``compiled``, ``source``,
+``sample_rate``,
 ``center_freq``, ``stream_seconds``, ``samples_discarded``, ``frames_skipped``, ``emissions``,
 ``emissions_unconfident``, ``emissions_narrow``, ``gaps`` (``count`` and missing ``samples``),
 ``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured;
@@ -48,6 +49,8 @@ class RunStats:
         precision: ``fp32``, ``fp16`` or ``int8``.
         compute_device: ``cpu``, ``cuda:0``, ...
         model: the checkpoint's name.
+        compiled: the engine ran the network compiled for this CPU (torch's AOTInductor
+            package), not eagerly.
         samples_in: samples that reached the spectrogram (counted by :meth:`count_block`);
             with ``samples_dropped`` and ``samples_discarded`` they make the stream's length.
         samples_dropped: samples lost before the spectrogram: dropped by the monitor's queue
@@ -75,6 +78,7 @@ class RunStats:
     precision: str = ""
     compute_device: str = ""
     model: str = ""
+    compiled: bool = False
     samples_in: int = 0
     samples_dropped: int = 0
     samples_discarded: int = 0
@@ -172,6 +176,7 @@ class RunStats:
                 "precision": self.precision,
                 "compute_device": self.compute_device,
                 "model": self.model,
+                "compiled": self.compiled,
                 "source": self.source,
                 "sample_rate": self.sample_rate,
                 "center_freq": self.center_freq,
