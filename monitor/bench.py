@@ -169,6 +169,7 @@ def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxrunti
     the CPU runs the model's compiled package where ``prmnet engine build --compute cpu`` made
     one); one the machine cannot run is listed with the reason.
     """
+    from engines.backends.base import Runner
     from engines.backends.torch_runner import TorchRunner
     from engines.models import load_model
     from engines.selection import resolve_device, select_runner
@@ -178,7 +179,7 @@ def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxrunti
     g = loaded.card.geometry
     x = torch.randn(1, loaded.card.in_chans, int(g["height"]), int(g["width"]))
     reference = TorchRunner(loaded.module, resolve_device(compute))
-    runners: list[tuple[str, object]] = [("torch eager (reference)", reference)]
+    runners: list[tuple[str, Runner | str]] = [("torch eager (reference)", reference)]
     for engine in engines:
         try:
             runners.append((engine, select_runner(loaded, engine=engine, compute=compute)))

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: How the packages are made (part of their key): a change here makes every package stale.
 PACKAGE_SETTINGS = {"source": "aotinductor", "freezing": True, "memory_format": "channels_last",
-                    "fused": "fuse_for_inference"}
+                    "prepared_by": "fuse_for_inference"}
 
 
 def package_key(weights_sha256: str, input_shape: tuple[int, ...]) -> EngineKey:
