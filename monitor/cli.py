@@ -296,7 +296,8 @@ def _prmnet_parser() -> argparse.ArgumentParser:
                     help="comma-separated sample rates, used in turn "
                     "(default 1.92e6,19.2e6,61.44e6)")
     ds.add_argument("--snr", type=snr_range, default=(-10.0, 30.0), metavar="LO:HI",
-                    help="per-carrier SNR range in dB (default -10:30)")
+                    help="per-carrier SNR range in dB (default -10:30; a range that starts "
+                    "below 0 is written --snr=-5:20)")
     ds.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ds.add_argument("--workers", type=int, default=None,
                     help="processes (default: every core)")

@@ -15,7 +15,7 @@ from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram
 from monitor.errors import InputError
 from monitor.sources.files import open_recording
-from monitor.synth.dataset import DatasetRequest, generate_dataset
+from monitor.synth.dataset import DatasetRequest, generate_dataset, read_request
 from monitor.synth.random_scene import draw_scene
 from monitor.synth.scene import CarrierSpec, SceneSpec, parse_carrier, render
 from monitor.synth.truth import class_mask, energy_mask, sent_fraction, silent_as_noise
@@ -148,6 +148,22 @@ def test_dataset_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
     assert (one / "shard-00001" / "images.npy").stat().st_mtime_ns == before
     assert np.load(one / "shard-00002" / "images.npy").shape[0] == 2
     assert json.loads((one / "dataset.json").read_text())["request"]["frames"] == 7
+
+
+def test_a_data_set_names_the_command_that_makes_it_again(tmp_path: Path) -> None:
+    request = DatasetRequest(frames=2, rates=(1.92e6, 30.72e6), snr_db=(-5.0, 20.0), seed=9)
+    generate_dataset(tmp_path / "a", request, workers=1, progress=False)
+    read = read_request(tmp_path / "a")
+    assert read == request
+    command = read.command(tmp_path / "b")
+    assert command == (f"prmnet synth dataset {tmp_path / 'b'} --frames 2 "
+                       "--rates 1.92e6,30.72e6 --snr=-5:20 --seed 9")
+    assert "--snr" not in DatasetRequest(2, (1.92e6,)).command("x")
+    assert prmnet_main(command.split()[1:] + ["--workers", "1"]) == 0
+    for name in ("images.npy", "labels.npy"):
+        assert ((tmp_path / "a" / "shard-00000" / name).read_bytes()
+                == (tmp_path / "b" / "shard-00000" / name).read_bytes())
+    assert read_request(tmp_path) is None  # no dataset.json
 
 
 def test_parse_carrier_forms() -> None:

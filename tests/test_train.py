@@ -536,6 +536,8 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     assert "## Pixels" in capsys.readouterr().out
     report = (tmp_path / "report" / "report.md").read_text()
     assert "--worst-frames 2" in report.splitlines()[2]
+    assert (f"Test data: {data['val']}, made by `prmnet synth dataset {data['val']} --frames 3 "
+            "--rates 1.92e6 --seed 12`.") in report
     assert "test" in json.loads((tmp_path / "run" / "best.json").read_text())["metrics"]
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):

@@ -42,7 +42,7 @@ from monitor.synth.random_scene import SceneDistribution, draw_scene
 from monitor.synth.scene import render
 from monitor.synth.truth import class_mask, energy_mask
 
-__all__ = ["DatasetRequest", "generate_dataset", "render_frame"]
+__all__ = ["DatasetRequest", "generate_dataset", "read_request", "render_frame"]
 
 SHARD_SIZE = 64
 
@@ -59,6 +59,26 @@ class DatasetRequest:
 
     def rate_of(self, index: int) -> float:
         return self.rates[index % len(self.rates)]
+
+    def command(self, out_dir: str | Path) -> str:
+        """The ``prmnet synth dataset`` command line that makes this data set in ``out_dir``."""
+        rates = ",".join(f"{r / 1e6:g}e6" for r in self.rates)
+        snr = ("" if self.snr_db == DatasetRequest.snr_db
+               else f" --snr={self.snr_db[0]:g}:{self.snr_db[1]:g}")
+        return (f"prmnet synth dataset {out_dir} --frames {self.frames} --rates {rates}{snr} "
+                f"--seed {self.seed}")
+
+
+def read_request(folder: str | Path) -> DatasetRequest | None:
+    """The request a ``prmnet synth dataset`` folder was made from, or None where the folder
+    holds no readable ``dataset.json`` (another layout, or none)."""
+    try:
+        request = json.loads((Path(folder) / "dataset.json").read_text())["request"]
+        return DatasetRequest(int(request["frames"]), tuple(map(float, request["rates"])),
+                              (float(request["snr_db"][0]), float(request["snr_db"][1])),
+                              int(request["seed"]), int(request["shard_size"]))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def render_frame(

@@ -228,7 +228,7 @@ def _eval(args: argparse.Namespace) -> int:
                             if args.batch_size != 1 else []),
                           *(["--worst-frames", str(args.worst_frames)]
                             if frames is not None and args.worst_frames != 4 else [])])
-    data = ", ".join(str(d) for d in args.data)
+    data = ", ".join(_data_origin(d) for d in args.data)
     if args.report:
         report = write_report(results, captures, args.report, command, data, gallery)
         log.info("wrote %s", report)
@@ -242,3 +242,11 @@ def _names(paths: list[Path]) -> list[str]:
     return [
         f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths
     ]
+
+
+def _data_origin(folder: Path) -> str:
+    """A test data folder, with the command that makes it again where it is generator data."""
+    from monitor.synth.dataset import read_request
+
+    request = read_request(folder)
+    return f"{folder}, made by `{request.command(folder)}`" if request else str(folder)
