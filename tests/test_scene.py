@@ -159,7 +159,7 @@ def test_a_data_set_names_the_command_that_makes_it_again(tmp_path: Path) -> Non
     assert command == (f"prmnet synth dataset {tmp_path / 'b'} --frames 2 "
                        "--rates 1.92e6,30.72e6 --snr=-5:20 --seed 9")
     assert "--snr" not in DatasetRequest(2, (1.92e6,)).command("x")
-    assert prmnet_main(command.split()[1:] + ["--workers", "1"]) == 0
+    assert prmnet_main([*command.split()[1:], "--workers", "1"]) == 0
     for name in ("images.npy", "labels.npy"):
         assert ((tmp_path / "a" / "shard-00000" / name).read_bytes()
                 == (tmp_path / "b" / "shard-00000" / name).read_bytes())
