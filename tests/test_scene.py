@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 
@@ -154,15 +155,16 @@ def test_a_data_set_names_the_command_that_makes_it_again(tmp_path: Path) -> Non
     request = DatasetRequest(frames=2, rates=(1.92e6, 30.72e6), snr_db=(-5.0, 20.0), seed=9)
     generate_dataset(tmp_path / "a", request, workers=1, progress=False)
     read = read_request(tmp_path / "a")
+    assert read is not None
     assert read == request
-    command = read.command(tmp_path / "b")
-    assert command == (f"prmnet synth dataset {tmp_path / 'b'} --frames 2 "
+    command = read.command(tmp_path / "b c")
+    assert command == (f"prmnet synth dataset '{tmp_path / 'b c'}' --frames 2 "
                        "--rates 1.92e6,30.72e6 --snr=-5:20 --seed 9")
     assert "--snr" not in DatasetRequest(2, (1.92e6,)).command("x")
-    assert prmnet_main([*command.split()[1:], "--workers", "1"]) == 0
+    assert prmnet_main([*shlex.split(command)[1:], "--workers", "1"]) == 0
     for name in ("images.npy", "labels.npy"):
         assert ((tmp_path / "a" / "shard-00000" / name).read_bytes()
-                == (tmp_path / "b" / "shard-00000" / name).read_bytes())
+                == (tmp_path / "b c" / "shard-00000" / name).read_bytes())
     assert read_request(tmp_path) is None  # no dataset.json
 
 

@@ -26,6 +26,7 @@ import json
 import math
 import multiprocessing
 import os
+import shlex
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -65,8 +66,8 @@ class DatasetRequest:
         rates = ",".join(f"{r / 1e6:g}e6" for r in self.rates)
         snr = ("" if self.snr_db == DatasetRequest.snr_db
                else f" --snr={self.snr_db[0]:g}:{self.snr_db[1]:g}")
-        return (f"prmnet synth dataset {out_dir} --frames {self.frames} --rates {rates}{snr} "
-                f"--seed {self.seed}")
+        return (f"prmnet synth dataset {shlex.quote(str(out_dir))} --frames {self.frames} "
+                f"--rates {rates}{snr} --seed {self.seed}")
 
 
 def read_request(folder: str | Path) -> DatasetRequest | None:
