@@ -104,7 +104,9 @@ def _monitor_parser() -> argparse.ArgumentParser:
     eng.add_argument("--engine", default="auto",
                      choices=["auto", "torch", "onnxruntime", "tensorrt"],
                      help="how to run the network (auto: TensorRT, then ONNX Runtime on CUDA, "
-                     "then torch; the log says why it passed each over)")
+                     "then torch; on the CPU, the faster of torch and ONNX Runtime; the log "
+                     "says why it passed each over). On the CPU torch runs the model compiled "
+                     "for this CPU once `prmnet engine build MODEL --compute cpu` made it")
     eng.add_argument("--precision", default="auto",
                      choices=["auto", "fp32", "fp16", "bf16", "int8", "fp8"],
                      help="arithmetic of the engine (auto: fp16 on a GPU, fp32 on the CPU; int8 "
