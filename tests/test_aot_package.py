@@ -107,11 +107,14 @@ def test_prmnet_engine_build_for_the_cpu(cache_home: Path, tmp_path: Path, tiny_
 
     model = make_tiny_model()
     weights = save_checkpoint(model.module, model.card, tmp_path / "tiny")
+    same = save_checkpoint(model.module, model.card, tmp_path / "same")  # the same weights
     monkeypatch.setattr(aot_package, "build_package", lambda module, shape: tiny_package)
-    assert prmnet_engine_command("engine", "build", str(weights), "--compute", "cpu") == 0
-    out = capsys.readouterr().out
-    assert "CPU package of tiny for " in out and " built in " in out
-    assert "torch fp32 on cpu: max |dp|" in out
+    assert prmnet_engine_command("engine", "build", str(weights), str(same),
+                                 "--compute", "cpu") == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("CPU package of tiny for ") and " built in " in first
+    assert "torch fp32 on cpu: max |dp|" in first
+    assert second.startswith("CPU package of same for ") and "found in the cache" in second
     assert prmnet_engine_command("engine", "build", str(weights), "--compute", "cpu") == 0
     assert "found in the cache" in capsys.readouterr().out
     assert prmnet_engine_command("engine", "list") == 0
