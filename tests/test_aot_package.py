@@ -51,6 +51,17 @@ def test_a_package_gives_eager_torchs_probabilities(tiny_model: LoadedModel,
             compiled.infer(torch.zeros(1, 1, 32, 16))
 
 
+def test_a_package_that_will_not_load_leaves_the_network_eager(
+        tiny_model: LoadedModel, tiny_package: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    runner = TorchRunner(tiny_model.module, "cpu", check=_check(tiny_model),
+                         package=(tiny_package[: len(tiny_package) // 2], SHAPE))
+    with caplog.at_level(logging.WARNING), runner:
+        assert not runner.compiled and runner.check_result.passed
+        assert runner.infer(check_input(1, 32, 32)[:, :, :16]).shape == (1, 3, 16, 32)
+    assert "the compiled package would not load" in caplog.text
+    assert "running the network eagerly" in caplog.text
+
+
 def test_a_package_runs_fp32_on_the_cpu_only(tiny_model: LoadedModel) -> None:
     with pytest.raises(ValueError, match="fp32 on the CPU"):
         TorchRunner(tiny_model.module, "cuda", package=(b"", SHAPE))

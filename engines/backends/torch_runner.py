@@ -12,6 +12,7 @@ shape is copied in and replayed, which removes the per-layer launch cost of eage
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from engines.selfcheck import SelfCheck
 
 __all__ = ["TORCH_PRECISIONS", "TorchRunner"]
+
+log = logging.getLogger(__name__)
 
 TORCH_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _WARMUP = 3
@@ -77,9 +80,18 @@ class TorchRunner(Runner):
 
     def activate_impl(self) -> None:
         if self._package is not None:
-            data, self._shape = self._package
-            self._compiled = load_package(data)
-            return
+            data, shape = self._package
+            try:
+                self._compiled = load_package(data)
+            except Exception as exc:  # torch's loader raises whatever its C++ side met
+                log.warning("torch: the compiled package would not load (%s); running the "
+                            "network eagerly (prmnet engine clear, then build it again)",
+                            str(exc).strip().splitlines()[0] if str(exc).strip()
+                            else type(exc).__name__)
+                self._package = None
+            else:
+                self._shape = shape
+                return
         model = fuse_for_inference(self._model.eval())
         self._model = model.to(self._device, memory_format=self._format)
 
