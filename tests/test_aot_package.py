@@ -20,7 +20,7 @@ from engines.selfcheck import SelfCheck, check_input
 from monitor.dsp.frames import pad_rows
 from monitor.errors import InputError
 from monitor.train.cards import save_checkpoint
-from tests.conftest import prmnet_engine_command
+from tests.conftest import make_tiny_model, prmnet_engine_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,8 +69,6 @@ def test_a_package_runs_fp32_on_the_cpu_only(tiny_model: LoadedModel) -> None:
 
 def test_the_torch_engine_runs_the_cached_package_and_says_so_otherwise(
         cache_home: Path, tiny_package: bytes, caplog: pytest.LogCaptureFixture) -> None:
-    from tests.conftest import make_tiny_model
-
     model = make_tiny_model()
     model.name = "tiny-hint"  # the hint is logged once per model name and process
     cpu = torch.device("cpu")
@@ -101,8 +99,6 @@ def test_ensure_package_builds_once(cache_home: Path, tiny_package: bytes,
         return tiny_package
 
     monkeypatch.setattr(aot_package, "build_package", build)
-    from tests.conftest import make_tiny_model
-
     module = make_tiny_model().module
     weights = weights_sha256(module)
     assert ensure_package(module, weights, SHAPE) is True
@@ -114,8 +110,6 @@ def test_ensure_package_builds_once(cache_home: Path, tiny_package: bytes,
 def test_prmnet_engine_build_for_the_cpu(cache_home: Path, tmp_path: Path, tiny_package: bytes,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import make_tiny_model
-
     model = make_tiny_model()
     weights = save_checkpoint(model.module, model.card, tmp_path / "tiny")
     same = save_checkpoint(model.module, model.card, tmp_path / "same")  # the same weights
@@ -137,10 +131,18 @@ def test_prmnet_engine_build_for_the_cpu(cache_home: Path, tmp_path: Path, tiny_
                               "--precision", "fp16")
 
 
+def test_an_unwritable_cache_is_refused_before_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aot_package, "build_package", pytest.fail)  # never reached
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    module = make_tiny_model().module
+    with pytest.raises(InputError, match="cannot write"):
+        ensure_package(module, weights_sha256(module), SHAPE, EngineCache(blocked / "cache"))
+
+
 def test_without_a_compiler_the_build_refuses_in_one_line(
         cache_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import make_tiny_model
-
     model = make_tiny_model()
     weights = save_checkpoint(model.module, model.card, tmp_path / "tiny")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from engines.cache import EngineCache, EngineKey
+from engines.export import write_atomic
 from engines.prmnet import fuse_for_inference
 from monitor.errors import InputError
 
@@ -100,7 +101,7 @@ def ensure_package(module: nn.Module, weights_sha256: str, input_shape: tuple[in
     the engine cache, unless it is there; whether it had to be built.
 
     Raises:
-        InputError: there is no C++ compiler here.
+        InputError: there is no C++ compiler here, or the cache cannot be written.
         RuntimeError: TorchInductor or the compiler failed.
     """
     cache = cache or EngineCache()
@@ -110,6 +111,10 @@ def ensure_package(module: nn.Module, weights_sha256: str, input_shape: tuple[in
     reason = compiler_unavailable()
     if reason is not None:
         raise InputError(reason)
+    # found before the build, not after it: a cache that cannot be written would waste it
+    probe = cache.engines_dir / ".writable"
+    write_atomic(probe, b"")
+    probe.unlink()
     log.info("compiling the network for %s (%s) with TorchInductor (once; it is cached)",
              key.device_name, key.capability)
     cache.store(key, build_package(module, input_shape))
