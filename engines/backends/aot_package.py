@@ -22,7 +22,8 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -82,12 +83,32 @@ def build_package(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     """
     model = fuse_for_inference(copy.deepcopy(module).eval()).to(memory_format=torch.channels_last)
     example = torch.zeros(input_shape).to(memory_format=torch.channels_last)
-    with tempfile.TemporaryDirectory(prefix="prmnet-aoti-") as tmp, torch.inference_mode():
+    with (tempfile.TemporaryDirectory(prefix="prmnet-aoti-") as tmp,
+          _inductor_cache(Path(tmp) / "inductor"), torch.inference_mode()):
         program = torch.export.export(model, (example,))
         path = torch._inductor.aoti_compile_and_package(
             program, package_path=str(Path(tmp) / "model.pt2"),
-            inductor_configs={"freezing": True})
+            # no precompiled headers: a 280 MB cache in the system's temporary folder that
+            # only later builds would use (a build took as long without it)
+            inductor_configs={"freezing": True, "aot_inductor.precompile_headers": False,
+                              "cpp_cache_precompile_headers": False})
         return Path(path).read_bytes()
+
+
+@contextmanager
+def _inductor_cache(folder: Path) -> Iterator[None]:
+    """TorchInductor's working files (generated sources and objects) in ``folder`` for the
+    duration, rather than left in the system's temporary folder: the package holds all that is
+    needed of them."""
+    saved = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved
 
 
 def load_package(data: bytes) -> Callable[[torch.Tensor], torch.Tensor]:
