@@ -183,6 +183,7 @@ def _package_build(model: LoadedModel, precision: str, check: SelfCheck) -> None
     import torch
 
     from engines.backends.aot_package import cpu_name, ensure_package
+    from engines.backends.base import first_line
     from engines.export import weights_sha256
     from engines.selection import make_runner
 
@@ -195,9 +196,7 @@ def _package_build(model: LoadedModel, precision: str, check: SelfCheck) -> None
     try:
         built = ensure_package(model.module, weights_sha256(model.module), shape)
     except RuntimeError as exc:
-        text = str(exc).strip()
-        raise DeviceError(f"compiling {model.name} for the CPU failed: "
-                          f"{text.splitlines()[0] if text else type(exc).__name__}") from None
+        raise DeviceError(f"compiling {model.name} for the CPU failed: {first_line(exc)}") from None
     with make_runner("torch", model, torch.device("cpu"), "fp32", check) as runner:
         result = runner.check_result
     what = f"built in {time.perf_counter() - started:.1f} s" if built else "found in the cache"

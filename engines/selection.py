@@ -171,7 +171,7 @@ def _describe(runner: Runner) -> str:
     """What runs, and how its self-check went."""
     text = (runner.check_result.describe() if runner.check_result
             else f"{runner.name} {runner.precision} on {runner.device}")
-    if isinstance(runner, TorchRunner) and runner.compiled:
+    if runner.compiled:
         text += "; compiled for this CPU (AOTInductor)"
     return text
 

@@ -215,7 +215,7 @@ def prepare_run(s: MonitorSettings) -> Iterator[PreparedRun]:
             stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
                              center_freq=source.center_freq, engine=runner.name,
                              precision=runner.precision, compute_device=str(runner.device),
-                             model=model.name, compiled=getattr(runner, "compiled", False))
+                             model=model.name, compiled=runner.compiled)
             pipeline = Pipeline(source, processor, stats, sinks, block_sinks)
             yield PreparedRun(s, source, runner, model, geometry, pipeline, collector)
     finally:

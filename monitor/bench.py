@@ -21,6 +21,7 @@ from engines.complexity import conv_flops, param_count
 from engines.prmnet import MODEL_CONFIGS, create_model, fuse_for_inference
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram
+from monitor.occupancy.stats import engine_text
 from monitor.synth.dataset import DatasetRequest, render_frame
 
 __all__ = [
@@ -194,11 +195,11 @@ def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxrunti
             xd = x.to(runner.device)
             seconds = _median_seconds(lambda r=runner, xd=xd: r.infer(xd), repeats)
         first = first or seconds
-        compiled = isinstance(runner, TorchRunner) and runner.compiled
+        compiled = " compiled" if runner.compiled else ""
         rows.append({
             "what": "engine",
             "engine": label if runner is reference else
-            f"{runner.name}{' compiled' if compiled else ''} {runner.precision} {runner.device}",
+            f"{runner.name}{compiled} {runner.precision} {runner.device}",
             "ms_per_frame": round(seconds * 1e3, 2),
             "frames_per_s": round(1 / seconds, 1),
             "vs_reference": round(first / seconds, 2),
@@ -245,8 +246,7 @@ def bench_replay(rate: float, seconds: float, model: Path, hop: int | None = Non
         "frames": stats["frames"],
         "segmented": stats["frames_segmented"],
         "dropped": stats["samples_dropped"],
-        "engine": f"{stats['engine']}{' compiled' if stats['compiled'] else ''} "
-                  f"{stats['precision']} {stats['compute_device']}",
+        "engine": engine_text(stats),
     }]
 
 

@@ -29,7 +29,7 @@ from monitor.dsp.frames import pad_rows
 if TYPE_CHECKING:
     from engines.selfcheck import CheckResult, SelfCheck
 
-__all__ = ["Runner", "fit_rows", "on_side_stream"]
+__all__ = ["Runner", "first_line", "fit_rows", "on_side_stream"]
 
 
 class Runner(ABC):
@@ -69,6 +69,12 @@ class Runner(ABC):
     def precision(self) -> str:
         """``fp32``, ``fp16``, ``bf16``, ``int8`` or ``fp8``."""
         return self._precision
+
+    @property
+    def compiled(self) -> bool:
+        """Whether it runs the network compiled ahead of time for this CPU (torch's AOTInductor
+        package), not as its backend runs a graph or module otherwise."""
+        return False
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -134,6 +140,13 @@ class Runner(ABC):
 
     @abstractmethod
     def deactivate_impl(self) -> None: ...
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name where it has none (a
+    backend's own exceptions carry pages of context)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def fit_rows(x: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from engines.backends.aot_package import load_package
-from engines.backends.base import Runner, fit_rows
+from engines.backends.base import Runner, first_line, fit_rows
 from engines.prmnet import fuse_for_inference, probabilities
 
 if TYPE_CHECKING:
@@ -75,7 +75,6 @@ class TorchRunner(Runner):
 
     @property
     def compiled(self) -> bool:
-        """Whether it runs an AOTInductor package rather than the module."""
         return self._package is not None
 
     def activate_impl(self) -> None:
@@ -86,8 +85,7 @@ class TorchRunner(Runner):
             except Exception as exc:  # torch's loader raises whatever its C++ side met
                 log.warning("torch: the compiled package would not load (%s); running the "
                             "network eagerly (prmnet engine clear, then build it again)",
-                            str(exc).strip().splitlines()[0] if str(exc).strip()
-                            else type(exc).__name__)
+                            first_line(exc))
                 self._package = None
             else:
                 self._shape = shape

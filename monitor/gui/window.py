@@ -25,6 +25,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from monitor.errors import DeviceError, MonitorError
 from monitor.gui.session import Session
 from monitor.gui.waterfall import WaterfallWidget
+from monitor.occupancy.stats import engine_text
 
 __all__ = ["MonitorWindow"]
 
@@ -312,8 +313,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         fields["source"].setText(stats["source"])
         fields["center"].setText(f"{run.source.center_freq / 1e6:.3f} MHz")
         fields["rate"].setText(f"{run.source.sample_rate / 1e6:g} MS/s")
-        fields["engine"].setText(f"{stats['engine']}{' compiled' if stats['compiled'] else ''} "
-                                 f"{stats['precision']} {stats['compute_device']}")
+        fields["engine"].setText(engine_text(stats))
         rtf = stats["realtime_factor"]
         fields["realtime"].setText(f"{rtf:.2f}x real time" if rtf is not None else "")
         fields["dropped"].setText(f"{stats['samples_dropped']} dropped")

@@ -28,7 +28,7 @@ from typing import Any
 from monitor import __version__
 from monitor.occupancy.logs import write_file_atomically
 
-__all__ = ["RunStats"]
+__all__ = ["RunStats", "engine_text"]
 
 # Latencies are kept as a histogram of log-spaced bins 2 % wide from 0.01 ms to 100 s, so a run of
 # any length takes constant memory and its percentiles are within 1 % of the exact ones.
@@ -227,3 +227,9 @@ def _latency_quantile(counts: list[int], q: float) -> float:
             middle = _LATENCY_MIN_MS * _LATENCY_RATIO ** (k - 0.5) if k else _LATENCY_MIN_MS
             return round(middle, 3)
     raise ValueError("no latencies counted")
+
+
+def engine_text(stats: dict[str, Any]) -> str:
+    """What segmented, from :meth:`RunStats.to_dict`: ``torch compiled fp32 cpu``."""
+    compiled = " compiled" if stats["compiled"] else ""
+    return f"{stats['engine']}{compiled} {stats['precision']} {stats['compute_device']}"
