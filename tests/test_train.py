@@ -316,6 +316,53 @@ def test_init_starts_from_a_checkpoint_with_the_same_tensors(
               progress=False)
 
 
+def test_a_run_stopped_before_its_first_validation_validates_once(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    result = train(_config(data, 20, val_every=10), tmp_path / "run", max_steps=2,
+                   progress=False)
+    assert result.step == 2 and result.best_path is not None
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2]
+
+
+def test_bf16_training_lowers_the_loss_and_bad_precisions_are_named(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = _config(data, 12, val_every=12)
+    table = {**config.to_dict(), "run": {**config.to_dict()["run"], "precision": "bf16"}}
+    result = train(TrainConfig.from_dict(table), tmp_path / "run", progress=False)
+    assert result.finished and np.mean(result.losses[-4:]) < np.mean(result.losses[:4])
+    model, _ = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, fp32 weights
+    table["run"]["precision"] = "fp16"
+    with pytest.raises(InputError, match="run.precision is one of fp32, bf16"):
+        TrainConfig.from_dict(table)
+
+
+def test_weights_stored_in_half_precision_load_as_measured(tmp_path: Path) -> None:
+    from monitor.train.cards import round_to_half
+
+    torch.manual_seed(0)
+    model = create_model("prmnet_w8").eval()
+    full = save_checkpoint(model, make_card("prmnet_w8", {}, [RATE]), tmp_path / "full")
+    round_to_half(model)
+    half = save_checkpoint(model, make_card("prmnet_w8", {}, [RATE]), tmp_path / "half",
+                           half=True)
+    stored = safetensors.torch.load_file(half)
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    x = torch.randn(1, 1, 64, 64)
+    with torch.inference_mode():
+        assert all(p.dtype == torch.float32 for p in loaded.parameters())
+        assert torch.equal(loaded(x), model(x))  # rounded, then stored exactly
+    with torch.no_grad():
+        next(model.parameters())[0] = 1e6
+    with pytest.raises(InputError, match="beyond float16's range"):
+        round_to_half(model)
+
+
 def test_checkpoint_round_trip_and_its_errors(tmp_path: Path) -> None:
     path = _untrained(tmp_path, "w8")
     model, card = load_checkpoint(path)
@@ -565,6 +612,10 @@ def test_tune_bias_folds_the_best_validation_offsets_into_the_classifier(
     assert card.training["class_bias"]["offsets"] == list(result.offsets)
     assert read_card(result.path).metrics["validation_before_bias"]["miou"] == pytest.approx(
         result.before["miou"])
+    half = tune_run(tmp_path / "run", "prmnet tune-bias run --half", half=True)
+    assert half.offsets == result.offsets and read_card(half.path).training["stored_as"] == "float16"
+    assert {v.dtype for v in safetensors.torch.load_file(half.path).values()
+            if v.is_floating_point()} == {torch.float16}
     with pytest.raises(InputError, match="not a training run"):
         tune_run(tmp_path)
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from engines.prmnet import CLASS_NAMES
 from monitor.errors import InputError
-from monitor.train.cards import load_checkpoint, save_checkpoint
+from monitor.train.cards import load_checkpoint, round_to_half, save_checkpoint
 from monitor.train.data import collate, open_frames
 from monitor.train.loop import BEST, TrainConfig, split_data, validate
 from monitor.train.metrics import false_alarm, summarize_confusion
@@ -131,9 +131,12 @@ def _confusion(hist: np.ndarray, lte: np.ndarray, nr: np.ndarray) -> np.ndarray:
 
 
 def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
-             max_false_alarm: float | None = MAX_FALSE_ALARM) -> BiasResult:
+             max_false_alarm: float | None = MAX_FALSE_ALARM, half: bool = False) -> BiasResult:
     """Tune the best checkpoint of a training run on that run's validation frames (see
     :func:`tune_bias`); write ``RUN_DIR/tuned.safetensors`` with its card.
+
+    ``half``: store the tuned weights in float16 (half the size, for the paper-size network);
+    the figures after tuning are measured with the weights so rounded.
 
     Raises:
         InputError: for a folder that is not a finished-enough run.
@@ -153,13 +156,17 @@ def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
     offsets, _ = tune_bias(model, val_frames, val_idx, dev, max_false_alarm=max_false_alarm)
     with torch.no_grad():
         classifier(model).bias += torch.tensor(offsets, dtype=torch.float32, device=dev)
+    if half:
+        round_to_half(model)
     after = _validate(model, val_frames, val_idx, empty_idx, dev)
     card.metrics = {**card.metrics, "validation": after, "validation_before_bias": before}
     card.training = {**card.training, "class_bias": {
         "offsets": list(offsets), "chosen_on": "validation frames of the run",
         "max_false_alarm": max_false_alarm, "noise_only_frames": len(empty_idx),
         "command": command}}
-    path = save_checkpoint(model, card, run / f"{TUNED}.safetensors")
+    if half:
+        card.training = {**card.training, "stored_as": "float16"}
+    path = save_checkpoint(model, card, run / f"{TUNED}.safetensors", half=half)
     return BiasResult(offsets, before, after, path)
 
 

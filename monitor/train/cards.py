@@ -184,23 +184,43 @@ def weights_path(path: str | Path) -> Path:
     )
 
 
-def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path) -> Path:
+def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path,
+                    half: bool = False) -> Path:
     """Write ``model``'s weights (safetensors) and ``card`` (JSON) beside them.
 
     Both files are written to temporary names and renamed, so a reader never sees half a
-    checkpoint.
+    checkpoint. ``half``: floating-point tensors are stored in float16, for half the size (the
+    loader casts them back to the model's float32); round the model first with
+    :func:`round_to_half` so that what was measured is what is stored.
 
     Returns:
         The path of the weights.
     """
     weights = weights_path(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     tmp = weights.with_name(f".{weights.name}.tmp")
     safetensors.torch.save_file(state, str(tmp), metadata={"format": CARD_FORMAT})
     os.replace(tmp, weights)
     write_card(card, card_path(weights))
     return weights
+
+
+def round_to_half(model: nn.Module) -> None:
+    """Round every floating-point tensor of ``model`` to the nearest float16, in place.
+
+    Raises:
+        InputError: for a value beyond float16's range (65504), which storing would lose.
+    """
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if tensor.abs().max() > torch.finfo(torch.float16).max:
+                raise InputError(f"{name} holds values beyond float16's range; store the "
+                                 f"weights in float32")
+            tensor.copy_(tensor.half())
 
 
 def write_card(card: ModelCard, path: str | Path) -> None:

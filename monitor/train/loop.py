@@ -13,7 +13,8 @@ uninterrupted run would have given: the model is initialised from the seed, the 
 step is a fixed function of the seed and the step (:class:`monitor.train.data.StepBatches`), and
 the checkpoint holds everything else. ``max_minutes`` (``--max-minutes``), SIGTERM or a first
 Ctrl-C end a run cleanly after the current step, with a checkpoint, so a long run can go in the
-background a few hours at a time. Checkpoints are written to a temporary file and renamed.
+background a few hours at a time. Checkpoints are written to a temporary file and renamed. A
+run stopped before its first validation validates then, so that it leaves weights to use.
 
 Configuration (TOML; relative paths are relative to the working directory)::
 
@@ -51,6 +52,10 @@ Configuration (TOML; relative paths are relative to the working directory)::
     threads = 2                  # torch threads, 0 = torch's default
     workers = 0                  # data loader processes
     device = "auto"              # "cpu", "cuda", "cuda:1", "auto"
+    precision = "fp32"           # "fp32", or "bf16": the forward pass and the loss under
+                                 # bfloat16 autocast (weights, optimizer and validation in fp32)
+    deterministic = true         # cuDNN's deterministic algorithms on CUDA; false lets cuDNN
+                                 # time and pick the fastest (the result varies in the last bits)
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -121,8 +126,11 @@ CHECKPOINT = "ckpt-last.pt"
 BEST = "best"
 CHECKPOINT_FORMAT = "prmnet-train/1"
 CLASS_WEIGHT_FRAMES = 256
-UNCOMPARED = {"run": ("threads", "workers", "device")}
-"""Settings a run may change when it resumes: they do not change what it computes."""
+UNCOMPARED = {"run": ("threads", "workers", "device", "deterministic")}
+"""Settings a run may change when it resumes: they do not change what it computes (beyond the
+last bits, for ``deterministic``)."""
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+"""``run.precision``: the autocast type of the forward pass and the loss (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -204,12 +212,17 @@ class RunConfig:
     threads: int = 0
     workers: int = 0
     device: str = "auto"
+    precision: str = "fp32"
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if self.val_every <= 0 or self.checkpoint_every <= 0:
             raise ValueError("run.val_every and run.checkpoint_every must be positive")
         if self.threads < 0 or self.workers < 0:
             raise ValueError("run.threads and run.workers must not be negative")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"run.precision is one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -349,7 +362,7 @@ def train(
     run = Path(run_dir)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    device = pick_device(config.run.device)
+    device = pick_device(config.run.device, config.run.deterministic)
     frames = open_frames(config.data.train, config.data.truth)
     _require_complete(frames)
     train_idx, val_frames, val_idx = split_data(config.data, frames)
@@ -380,7 +393,9 @@ def train(
                                   state.step, stop),
         collate_fn=collate,
         num_workers=config.run.workers,
+        pin_memory=device.type == "cuda",
     )
+    autocast = _autocast(device, config.run.precision)
     weights = torch.tensor(state.class_weights, dtype=torch.float32, device=device)
     card_base = {
         "model_name": config.model,
@@ -403,8 +418,10 @@ def train(
     with _stop_requests() as stop_requested:
         for inputs, labels, _ in loader:
             model.train()
-            logits = model(inputs.to(device))
-            loss = _loss(logits, labels.to(device), weights, config.loss.dice)
+            with autocast():
+                logits = model(inputs.to(device, non_blocking=True))
+                loss = _loss(logits, labels.to(device, non_blocking=True), weights,
+                             config.loss.dice)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -416,7 +433,13 @@ def train(
             bar.set_postfix(loss=f"{running:.4f}", val_miou=f"{state.last_miou:.4f}",
                             lr=f"{scheduler.get_last_lr()[0]:.2e}")
             state.elapsed = earlier + time.monotonic() - started
-            if state.step % config.run.val_every == 0 or state.step == total:
+            out_of_time = max_minutes is not None and (
+                time.monotonic() - started >= 60 * max_minutes
+            )
+            ending = out_of_time or stop_requested() or state.step >= stop
+            # a run stopped before its first validation validates once, to leave weights
+            if (state.step % config.run.val_every == 0 or state.step == total
+                    or (ending and math.isnan(state.best_miou))):
                 summary = validate(model, val_frames, val_idx, device, config.optim.batch_size)
                 state.last_miou = summary["miou"]
                 _log(run, state.step, losses[-config.run.val_every:], scheduler, summary,
@@ -424,10 +447,6 @@ def train(
                 if summary["miou"] > state.best_miou or math.isnan(state.best_miou):
                     state.best_miou, state.best_step = summary["miou"], state.step
                     _save_best(model, run, config, card_base, command, state, total, summary)
-            out_of_time = max_minutes is not None and (
-                time.monotonic() - started >= 60 * max_minutes
-            )
-            ending = out_of_time or stop_requested() or state.step >= stop
             if ending or state.step % config.run.checkpoint_every == 0:
                 _save_state(run, config, model, optimizer, scheduler, state, len(train_idx))
             if ending:
@@ -558,19 +577,28 @@ def _crop(value: Any, where: str) -> tuple[int, int] | None:
     raise InputError(f"augment.crop in {where} must be 0, a side or [height, width], got {value!r}")
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, deterministic: bool = True) -> torch.device:
     """The torch device for ``cpu``, ``cuda[:N]`` or ``auto`` (CUDA where there is one).
 
-    On CUDA, cuDNN is set to deterministic algorithms.
+    On CUDA, cuDNN is set to its deterministic algorithms, or (``deterministic`` False) to time
+    the candidates for each convolution shape and keep the fastest.
 
     Raises:
         InputError: for a name torch does not know, or CUDA where there is none.
     """
     device = resolve_device(name)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
     return device
+
+
+def _autocast(device: torch.device, precision: str) -> Callable[[], Any]:
+    """A context factory for the training forward pass at ``run.precision``."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _require_complete(frames: FrameSet) -> None:
