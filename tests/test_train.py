@@ -336,7 +336,7 @@ def test_bf16_training_lowers_the_loss_and_bad_precisions_are_named(
     model, _ = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, fp32 weights
     table["run"]["precision"] = "fp16"
-    with pytest.raises(InputError, match="run.precision is one of fp32, bf16"):
+    with pytest.raises(InputError, match=r"run\.precision is one of fp32, bf16"):
         TrainConfig.from_dict(table)
 
 
@@ -613,7 +613,8 @@ def test_tune_bias_folds_the_best_validation_offsets_into_the_classifier(
     assert read_card(result.path).metrics["validation_before_bias"]["miou"] == pytest.approx(
         result.before["miou"])
     half = tune_run(tmp_path / "run", "prmnet tune-bias run --half", half=True)
-    assert half.offsets == result.offsets and read_card(half.path).training["stored_as"] == "float16"
+    assert half.offsets == result.offsets
+    assert read_card(half.path).training["stored_as"] == "float16"
     assert {v.dtype for v in safetensors.torch.load_file(half.path).values()
             if v.is_floating_point()} == {torch.float16}
     with pytest.raises(InputError, match="not a training run"):
