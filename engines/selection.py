@@ -11,7 +11,10 @@ On the CPU, torch runs the model's AOTInductor package where ``prmnet engine bui
 --compute cpu`` has put one for this CPU in the engine cache (:mod:`engines.backends.aot_package`),
 and the network eagerly otherwise.
 
-Precision ``auto`` is ``fp16`` on CUDA and ``fp32`` on the CPU. ``bf16`` is torch's (on CUDA);
+Precision ``auto`` is ``fp32`` on the CPU. On CUDA it is the first of ``fp16``, ``bf16`` (torch
+only) and ``fp32`` whose runner passes its self-check: a network whose activations overflow
+float16's range (65504; the shipped ``prmnet_cpu`` does, at its head) fails the check with
+NaNs in float16, and bfloat16, with float32's range, serves it. ``bf16`` is torch's (on CUDA);
 ``int8`` and ``fp8`` run the Q/DQ graph ``prmnet calib`` installed for the model's weights
 (ONNX Runtime: int8 on the CPU or CUDA; TensorRT: int8 and fp8).
 """
@@ -58,6 +61,8 @@ ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "fp8")
 AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
 QUANTIZED = ("int8", "fp8")
+AUTO_CUDA_PRECISIONS = ("fp16", "bf16", "fp32")
+"""Precision ``auto`` on CUDA, in the order tried (``bf16`` by torch alone)."""
 #: Frames each CPU engine is timed on (after one to warm up) when ``auto`` races them.
 RACE_FRAMES = 3
 
@@ -109,19 +114,33 @@ def select_runner(model: LoadedModel, engine: str = "auto", precision: str = "au
         return _fastest_cpu_runner(model, device, precision, check, hashes)
     reasons = []
     for name in AUTO_ORDER if engine == "auto" else (engine,):
-        try:
-            runner = make_runner(name, model, device, precision, check, hashes)
-            runner.activate()
-        except Exception as exc:  # a backend's own errors (CUDA, ONNX Runtime, TensorRT) too
-            error = _one_line(exc)
-            if engine != "auto":
-                raise type(error)(f"--engine {name}: {error}") from exc
-            log.info("engine: passing over %s: %s", name, error)
-            reasons.append(f"{name}: {error}")
-            continue
-        log.info("engine: %s (self-check passed)", _describe(runner))
-        return runner
+        tries = _precisions(name, precision, device)
+        for i, tried in enumerate(tries):
+            try:
+                runner = make_runner(name, model, device, tried, check, hashes)
+                runner.activate()
+            except Exception as exc:  # a backend's own errors (CUDA, ONNX Runtime, TensorRT)
+                error = _one_line(exc)
+                # another precision helps a runner that ran but failed, not a missing engine
+                if isinstance(error, DeviceError) and i + 1 < len(tries):
+                    log.info("engine: %s %s failed (%s); trying %s", name, tried, error,
+                             tries[i + 1])
+                    continue
+                if engine != "auto":
+                    raise type(error)(f"--engine {name}: {error}") from exc
+                log.info("engine: passing over %s: %s", name, error)
+                reasons.append(f"{name}: {error}")
+                break
+            log.info("engine: %s (self-check passed)", _describe(runner))
+            return runner
     raise _no_engine(model, reasons)
+
+
+def _precisions(engine: str, precision: str, device: torch.device) -> tuple[str, ...]:
+    """The precisions to try, in order, for ``engine`` asked for ``precision`` on ``device``."""
+    if precision != "auto" or device.type != "cuda":
+        return (precision,)
+    return tuple(p for p in AUTO_CUDA_PRECISIONS if p != "bf16" or engine == "torch")
 
 
 def _fastest_cpu_runner(model: LoadedModel, device: torch.device, precision: str,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from engines.backends.base import Runner
 
 __all__ = ["CHECK_SEED", "TOLERANCES", "CheckResult", "SelfCheck", "Tolerance", "check_frame",
-           "check_input", "reference_probabilities"]
+           "check_input", "full_float32", "reference_probabilities"]
 
 CHECK_SEED = 5318
 """Seed of the fixed input."""
@@ -208,12 +208,12 @@ def reference_probabilities(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     param = next(module.parameters(), None)
     if module.training or (param is not None and param.device != x.device):
         module = copy.deepcopy(module).to(x.device).eval()
-    with torch.inference_mode(), _full_float32():
+    with torch.inference_mode(), full_float32():
         return probabilities(module(x).float())
 
 
 @contextmanager
-def _full_float32() -> Iterator[None]:
+def full_float32() -> Iterator[None]:
     """No TF32 in convolutions and matrix products within (CUDA's default allows it)."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False

@@ -193,7 +193,8 @@ def bench_engines(model_path: str, engines: Sequence[str] = ("torch", "onnxrunti
             continue
         with runner:
             xd = x.to(runner.device)
-            seconds = _median_seconds(lambda r=runner, xd=xd: r.infer(xd), repeats)
+            seconds = _median_seconds(lambda r=runner, xd=xd: _synchronized(r.infer(xd)),
+                                      repeats)
         first = first or seconds
         compiled = " compiled" if runner.compiled else ""
         rows.append({
@@ -248,6 +249,14 @@ def bench_replay(rate: float, seconds: float, model: Path, hop: int | None = Non
         "dropped": stats["samples_dropped"],
         "engine": engine_text(stats),
     }]
+
+
+def _synchronized(out: torch.Tensor) -> torch.Tensor:
+    """``out`` once the device has computed it: CUDA work is queued, and a timer that does not
+    wait for it times the queueing."""
+    if out.is_cuda:
+        torch.cuda.synchronize(out.device)
+    return out
 
 
 def _median_seconds(call: Callable[[], object], repeats: int) -> float:

@@ -24,6 +24,7 @@ from engines.backends.tensorrt_runner import (
 from engines.backends.torch_runner import TorchRunner
 from engines.export import export_onnx_bytes
 from engines.models import LoadedModel
+from engines.prmnet import create_model
 from engines.selection import ENGINES, PRECISIONS, make_runner, select_runner
 from engines.selfcheck import TOLERANCES, CheckResult, SelfCheck, check_input
 from monitor.errors import DeviceError, InputError
@@ -94,6 +95,21 @@ def test_torch_runner_refuses_cuda_only_settings_on_the_cpu(tiny_model: LoadedMo
         TorchRunner(tiny_model.module, "cpu", "fp16")
     with pytest.raises(ValueError, match="CUDA graphs"):
         TorchRunner(tiny_model.module, "cpu", cuda_graph=True)
+
+
+def test_a_torch_runner_leaves_the_callers_module_as_it_was() -> None:
+    """Two runners on one module (a benchmark's reference beside the engine it times): neither
+    moves nor reformats the module the other starts from. A network with nothing to fuse (the
+    U-Net) is copied too; .to() would move it in place, to CUDA and back, under the other."""
+    torch.manual_seed(0)
+    module = create_model("unet_s", base_width=4).eval()
+    weight = module.stem.block[0].weight
+    where = weight.data_ptr()
+    first, second = TorchRunner(module, "cpu"), TorchRunner(module, "cpu")
+    x = torch.rand(1, 1, 32, 32)
+    with first, second:
+        assert torch.equal(first.infer(x), second.infer(x))
+    assert weight.is_contiguous() and weight.data_ptr() == where
 
 
 class _Perturbed(TorchRunner):
@@ -179,6 +195,41 @@ def test_auto_passes_over_a_backend_that_fails_or_disagrees(
         assert runner.name == "torch"
     assert "passing over tensorrt: RuntimeError: CUDA error: out of memory\n" in caplog.text
     assert "passing over onnxruntime: self-check failed" in caplog.text
+
+
+def test_auto_precision_on_cuda_falls_back_from_fp16_that_overflows(
+        tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """On CUDA, precision auto tries fp16, then bf16 (torch), then fp32, per engine: a network
+    whose activations overflow float16 fails its self-check there and runs in bfloat16. The
+    runners are stand-ins on the CPU; only the order of the tries is under test."""
+    asked: list[tuple[str, str]] = []
+
+    def fake_make_runner(name: str, model: LoadedModel, device: torch.device, precision: str,
+                         check: SelfCheck, weights: Callable[[], str]) -> Runner:
+        asked.append((name, precision))
+        if name != "torch":
+            raise InputError(f"{name} is not installed")
+        if precision == "fp16":
+            return _Perturbed(model, check)  # as NaNs from an overflow would
+        return TorchRunner(model.module, "cpu", check=check)
+
+    monkeypatch.setattr("engines.selection.resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr("engines.selection.make_runner", fake_make_runner)
+    caplog.set_level(logging.INFO, logger="engines.selection")
+    with select_runner(tiny_model, "auto", "auto", "cuda") as runner:
+        assert runner.name == "torch"
+    assert asked == [("tensorrt", "fp16"), ("onnxruntime", "fp16"), ("torch", "fp16"),
+                     ("torch", "bf16")]
+    assert "torch fp16 failed (self-check failed" in caplog.text and "trying bf16" in caplog.text
+    asked.clear()
+    with pytest.raises(InputError, match=r"^--engine onnxruntime: onnxruntime is not installed"):
+        select_runner(tiny_model, "onnxruntime", "auto", "cuda")
+    assert asked == [("onnxruntime", "fp16")]  # a missing engine is not tried again
+    asked.clear()
+    with pytest.raises(DeviceError, match=r"^--engine torch: self-check failed"):
+        select_runner(tiny_model, "torch", "fp16", "cuda")  # a precision asked for is kept
+    assert asked == [("torch", "fp16")]
 
 
 def test_an_explicit_engine_refuses_in_one_line(tiny_model: LoadedModel,

@@ -12,8 +12,10 @@ shape is copied in and replayed, which removes the per-layer launch cost of eage
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,6 +24,7 @@ from torch import nn
 from engines.backends.aot_package import load_package
 from engines.backends.base import Runner, first_line, fit_rows
 from engines.prmnet import fuse_for_inference, probabilities
+from engines.selfcheck import full_float32
 
 if TYPE_CHECKING:
     from engines.selfcheck import SelfCheck
@@ -91,6 +94,10 @@ class TorchRunner(Runner):
                 self._shape = shape
                 return
         model = fuse_for_inference(self._model.eval())
+        if model is self._model:
+            # nothing to fuse: a copy all the same, as .to() moves a module in place, and the
+            # caller's module (shared by other runners and the self-check) must stay put
+            model = copy.deepcopy(model)
         self._model = model.to(self._device, memory_format=self._format)
 
     def infer_impl(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,11 +129,13 @@ class TorchRunner(Runner):
             return probabilities(logits)[:, :, :rows].contiguous()
         x = x.to(self._device, memory_format=self._format)
         # No autocast weight cache: it is cleared after every forward anyway, and a CUDA graph
-        # capture must not depend on it.
+        # capture must not depend on it. fp32 is float32 on CUDA too, not cuDNN's default TF32
+        # (10 bits of mantissa), which would need fp16's tolerance.
+        full = self._precision == "fp32"
         with torch.inference_mode(), torch.autocast(
             self._device.type, dtype=TORCH_PRECISIONS[self._precision],
-            enabled=self._precision != "fp32", cache_enabled=False,
-        ):
+            enabled=not full, cache_enabled=False,
+        ), full_float32() if full else nullcontext():
             logits = self._model(x)
         # back to (N, C, H, W) order, as every runner returns it: reductions over the class
         # dimension of a channels-last tensor take a slow strided path (12 ms a frame on the
