@@ -135,8 +135,9 @@ def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
     """Tune the best checkpoint of a training run on that run's validation frames (see
     :func:`tune_bias`); write ``RUN_DIR/tuned.safetensors`` with its card.
 
-    ``half``: store the tuned weights in float16 (half the size, for the paper-size network);
-    the figures after tuning are measured with the weights so rounded.
+    ``half``: store the tuned weights in float16 (about half the size, for the paper-size
+    network; a tensor float16 cannot hold stays float32, and the card names it); the figures
+    after tuning are measured with the weights so rounded.
 
     Raises:
         InputError: for a folder that is not a finished-enough run.
@@ -156,8 +157,7 @@ def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
     offsets, _ = tune_bias(model, val_frames, val_idx, dev, max_false_alarm=max_false_alarm)
     with torch.no_grad():
         classifier(model).bias += torch.tensor(offsets, dtype=torch.float32, device=dev)
-    if half:
-        round_to_half(model)
+    kept = round_to_half(model) if half else []
     after = _validate(model, val_frames, val_idx, empty_idx, dev)
     card.metrics = {**card.metrics, "validation": after, "validation_before_bias": before}
     card.training = {**card.training, "class_bias": {
@@ -165,7 +165,8 @@ def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
         "max_false_alarm": max_false_alarm, "noise_only_frames": len(empty_idx),
         "command": command}}
     if half:
-        card.training = {**card.training, "stored_as": "float16"}
+        card.training = {**card.training, "stored_as": "float16",
+                         "stored_as_float32": kept}
     path = save_checkpoint(model, card, run / f"{TUNED}.safetensors", half=half)
     return BiasResult(offsets, before, after, path)
 

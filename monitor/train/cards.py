@@ -189,17 +189,17 @@ def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path,
     """Write ``model``'s weights (safetensors) and ``card`` (JSON) beside them.
 
     Both files are written to temporary names and renamed, so a reader never sees half a
-    checkpoint. ``half``: floating-point tensors are stored in float16, for half the size (the
-    loader casts them back to the model's float32); round the model first with
-    :func:`round_to_half` so that what was measured is what is stored.
+    checkpoint. ``half``: floating-point tensors are stored in float16 where float16 holds them,
+    for about half the size (the loader casts them back to the model's float32); round the
+    model first with :func:`round_to_half` so that what was measured is what is stored.
 
     Returns:
         The path of the weights.
     """
     weights = weights_path(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() and _fits_half(v) else v)
+             .detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = weights.with_name(f".{weights.name}.tmp")
     safetensors.torch.save_file(state, str(tmp), metadata={"format": CARD_FORMAT})
     os.replace(tmp, weights)
@@ -207,20 +207,28 @@ def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path,
     return weights
 
 
-def round_to_half(model: nn.Module) -> None:
-    """Round every floating-point tensor of ``model`` to the nearest float16, in place.
+def round_to_half(model: nn.Module) -> list[str]:
+    """Round every floating-point tensor of ``model`` that float16 can hold to the nearest
+    float16, in place; those with a value beyond its range (65504; batch-norm running means can
+    be) stay as they are.
 
-    Raises:
-        InputError: for a value beyond float16's range (65504), which storing would lose.
+    Returns:
+        The names of the tensors left in float32.
     """
+    kept = []
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if not tensor.is_floating_point():
                 continue
-            if tensor.abs().max() > torch.finfo(torch.float16).max:
-                raise InputError(f"{name} holds values beyond float16's range; store the "
-                                 f"weights in float32")
-            tensor.copy_(tensor.half())
+            if _fits_half(tensor):
+                tensor.copy_(tensor.half())
+            else:
+                kept.append(name)
+    return kept
+
+
+def _fits_half(tensor: torch.Tensor) -> bool:
+    return bool(tensor.abs().max() <= torch.finfo(torch.float16).max)
 
 
 def write_card(card: ModelCard, path: str | Path) -> None:

@@ -229,6 +229,7 @@ def _eval(args: argparse.Namespace) -> int:
                             if args.captures and args.capture_frames != 8 else []),
                           *(["--batch-size", str(args.batch_size)]
                             if args.batch_size != 1 else []),
+                          *(["--device", args.device] if args.device != "cpu" else []),
                           *(["--worst-frames", str(args.worst_frames)]
                             if frames is not None and args.worst_frames != 4 else [])])
     data = ", ".join(_data_origin(d) for d in args.data)
