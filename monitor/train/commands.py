@@ -101,8 +101,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("--device", default="cpu", metavar="DEV",
                       help="cpu (default), cuda, cuda:N or auto")
     tune.add_argument("--half", action="store_true",
-                      help="store the tuned weights in float16: half the size (the paper-size "
-                      "network's 58 MB become 29 MB), measured after the rounding")
+                      help="store the tuned weights in float16 where float16 holds them (the "
+                      "paper-size network's 58 MB become 29 MB), measured after the rounding")
     tune.set_defaults(func=_tune)
 
     ev = subparsers.add_parser(
