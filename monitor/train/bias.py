@@ -163,10 +163,8 @@ def tune_run(run_dir: str | Path, command: str = "", device: str = "cpu",
     card.training = {**card.training, "class_bias": {
         "offsets": list(offsets), "chosen_on": "validation frames of the run",
         "max_false_alarm": max_false_alarm, "noise_only_frames": len(empty_idx),
-        "command": command}}
-    if half:
-        card.training = {**card.training, "stored_as": "float16",
-                         "stored_as_float32": kept}
+        "command": command},
+        **({"stored_as": "float16", "stored_as_float32": kept} if half else {})}
     path = save_checkpoint(model, card, run / f"{TUNED}.safetensors", half=half)
     return BiasResult(offsets, before, after, path)
 

@@ -68,7 +68,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,8 @@ CLASS_WEIGHT_FRAMES = 256
 UNCOMPARED = {"run": ("threads", "workers", "device", "deterministic")}
 """Settings a run may change when it resumes: they do not change what it computes (beyond the
 last bits, for ``deterministic``)."""
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
-"""``run.precision``: the autocast type of the forward pass and the loss (None: none)."""
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""``run.precision``: the type of the forward pass and the loss (autocast but for fp32)."""
 
 
 @dataclass(frozen=True)
@@ -395,7 +395,7 @@ def train(
         num_workers=config.run.workers,
         pin_memory=device.type == "cuda",
     )
-    autocast = _autocast(device, config.run.precision)
+    dtype = PRECISIONS[config.run.precision]
     weights = torch.tensor(state.class_weights, dtype=torch.float32, device=device)
     card_base = {
         "model_name": config.model,
@@ -418,7 +418,7 @@ def train(
     with _stop_requests() as stop_requested:
         for inputs, labels, _ in loader:
             model.train()
-            with autocast():
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 logits = model(inputs.to(device, non_blocking=True))
                 loss = _loss(logits, labels.to(device, non_blocking=True), weights,
                              config.loss.dice)
@@ -592,13 +592,6 @@ def pick_device(name: str, deterministic: bool = True) -> torch.device:
         torch.backends.cudnn.deterministic = deterministic
     return device
 
-
-def _autocast(device: torch.device, precision: str) -> Callable[[], Any]:
-    """A context factory for the training forward pass at ``run.precision``."""
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _require_complete(frames: FrameSet) -> None:
