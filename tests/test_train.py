@@ -34,6 +34,7 @@ from monitor.train.evaluate import (
     ERROR_PLACES,
     SNR_BINS,
     EvalResult,
+    _count_carrier_pixels,
     _count_error_places,
     check_not_training_data,
     evaluate,
@@ -52,7 +53,7 @@ from monitor.train.loop import (
     split_data,
     train,
 )
-from monitor.train.metrics import LTE, NR
+from monitor.train.metrics import LTE, NR, ConfusionMatrix
 
 RATE = 1.92e6
 
@@ -453,7 +454,21 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     as_sent = text[text.index("Against what was sent"):].splitlines()
     row = next(line for line in as_sent if line.startswith("| w8 |"))
     share = metrics["models"]["w8"]["silent_share"]
-    assert row.split("|")[-2].strip() == f"{100 * share:.1f}"
+    assert row.split("|")[-3].strip() == f"{100 * share:.1f}"
+    # the best possible: the labels with their silent carriers as noise, against the labels
+    best = ConfusionMatrix()
+    for i in range(2):
+        mask, meta = frames[i][1], frames[i][2]
+        seen = silent_as_noise(mask.numpy(), frames.energy(i), meta["carriers"],
+                               Geometry.for_rate(RATE))
+        best.update(torch.from_numpy(seen)[None], mask[None])
+    assert metrics["models"]["w8"]["best_possible_miou"] == pytest.approx(best.summary()["miou"])
+    assert row.split("|")[-2].strip() == f"{100 * best.summary()['miou']:.1f}"
+    # each labelled signal pixel is counted once, in its carrier's SNR bin
+    by_carrier = metrics["models"]["w8"]["carrier_pixels_by_snr"]
+    assert sum(v["pixels"] for v in by_carrier.values()) == labelled
+    assert all(0 <= v["called_class"] <= v["called_signal"] <= 1 for v in by_carrier.values())
+    assert "## Carrier pixels by the carrier's SNR" in text
     by_rate = metrics["models"]["w8"]["by_rate"]
     assert [v["frames"] for v in by_rate.values()] == [2]
     assert 0.0 <= next(iter(by_rate.values()))["false_alarm"] <= 1.0
@@ -516,6 +531,25 @@ def test_wrong_pixels_are_placed_by_what_was_sent_and_where_the_carriers_are() -
     _count_error_places(result, sent, pred, truth)
     assert list(result.error_places.values()) == [2, 3, 1, 1, 3, 4, 1]
     assert (result.sent_pixels, result.noise_pixels) == (20, 8 * 32 - 40)
+
+
+def test_carrier_pixels_are_counted_in_the_bin_of_the_carriers_own_snr() -> None:
+    g = Geometry.for_rate(RATE)
+    carrier = {"label": "NR", "freq_low_hz": -0.4 * RATE, "freq_high_hz": -0.1 * RATE,
+               "snr_db": -7.0, "start_sample": 0, "sample_count": g.frame_samples // 2}
+    truth = np.zeros((g.height, g.width), dtype=np.int64)
+    cols = (g.pixel_centres() >= carrier["freq_low_hz"]) & (
+        g.pixel_centres() <= carrier["freq_high_hz"])
+    truth[: g.height // 2, cols] = NR
+    pred = truth.copy()
+    first = np.flatnonzero(cols)[0]
+    pred[:10, first : first + 4] = 0  # 40 called noise
+    pred[10:15, first : first + 2] = LTE  # 10 called signal, the wrong class
+    pred[g.height // 2 :, :] = NR  # outside the carrier's rows: not its pixels
+    result = EvalResult("x", make_card("prmnet_w8", {}, [RATE]))
+    _count_carrier_pixels(result, pred, truth, {"carriers": [carrier]}, g)
+    n = int((truth == NR).sum())
+    assert result.carrier_pixels == {snr_bin(-7.0): [n, n - 40, n - 50]}
 
 
 def test_rate_keys_name_the_rate_in_ms_per_second() -> None:

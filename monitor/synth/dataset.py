@@ -22,13 +22,14 @@ which shards already existed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import os
 import shlex
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +47,9 @@ from monitor.synth.truth import class_mask, energy_mask
 __all__ = ["DatasetRequest", "generate_dataset", "read_request", "render_frame"]
 
 SHARD_SIZE = 64
+
+#: A rendered frame: dB image, class mask, energy mask, metadata (with its ``index``).
+Frame = tuple[np.ndarray, np.ndarray, np.ndarray, dict]
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,7 @@ def read_request(folder: str | Path) -> DatasetRequest | None:
         return None
 
 
-def render_frame(
-    index: int, request: DatasetRequest
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def render_frame(index: int, request: DatasetRequest) -> Frame:
     """Frame ``index`` of a data set: dB image, class mask, energy mask and its metadata."""
     rng = np.random.default_rng(np.random.SeedSequence([request.seed, index]))
     rate = request.rate_of(index)
@@ -131,21 +133,40 @@ def generate_dataset(
     manifest.write_text(json.dumps(description, indent=2) + "\n")
     n_shards = math.ceil(request.frames / request.shard_size)
     todo = [k for k in range(n_shards) if not _shard_complete(out, k, request)]
-    workers = workers or os.cpu_count() or 1
     done_frames = sum(_shard_frames(k, request) for k in range(n_shards) if k not in todo)
+    jobs = [(i, request) for k in todo for i in _shard_indices(k, request)]
+    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
     bar = tqdm(total=request.frames, initial=done_frames, unit="frame", disable=not progress,
                desc="synth dataset")
-    jobs = [(out, k, request) for k in todo]
-    if workers == 1:
-        for job in jobs:
-            bar.update(_write_shard(job))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for count in pool.imap_unordered(_write_shard, jobs):
-                bar.update(count)
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            rendered: Iterable[Frame] = map(_render, jobs)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_init_worker))
+            rendered = pool.imap_unordered(_render, jobs)
+        _write_shards(out, request, rendered, bar)
     bar.close()
     return out
+
+
+def _write_shards(out: Path, request: DatasetRequest, rendered: Iterable[Frame],
+                  bar: tqdm) -> None:
+    """Gather frames, in whatever order they come, into their shards; write each shard as its
+    last frame arrives. A job is one frame, not a shard, so every worker stays busy to the end
+    also where the shards are few beside the workers (1,024 frames are 16 shards, which 15
+    workers would make in two rounds); a shard stays in memory only while one of its frames is
+    still being rendered."""
+    open_shards: dict[int, dict[int, Frame]] = {}
+    for frame in rendered:
+        index = frame[3]["index"]
+        k = index // request.shard_size
+        shard = open_shards.setdefault(k, {})
+        shard[index] = frame
+        bar.update(1)
+        if len(shard) == _shard_frames(k, request):
+            _write_shard(out, k, [shard[i] for i in sorted(shard)])
+            del open_shards[k]
 
 
 def _describe(request: DatasetRequest) -> dict:
@@ -182,15 +203,20 @@ def _shard_frames(k: int, request: DatasetRequest) -> int:
     return min(request.shard_size, request.frames - k * request.shard_size)
 
 
+def _shard_indices(k: int, request: DatasetRequest) -> range:
+    first = k * request.shard_size
+    return range(first, first + _shard_frames(k, request))
+
+
 def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _write_shard(job: tuple[Path, int, DatasetRequest]) -> int:
-    out, k, request = job
-    first = k * request.shard_size
-    indices: Sequence[int] = range(first, first + _shard_frames(k, request))
-    frames = [render_frame(i, request) for i in indices]
+def _render(job: tuple[int, DatasetRequest]) -> Frame:
+    return render_frame(*job)
+
+
+def _write_shard(out: Path, k: int, frames: list[Frame]) -> None:
     tmp = out / f".{_shard_name(k)}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -202,4 +228,3 @@ def _write_shard(job: tuple[Path, int, DatasetRequest]) -> int:
     final = out / _shard_name(k)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    return len(frames)

@@ -31,6 +31,7 @@ from monitor.synth.scene import LABELS, PlacedGrid, Scene
 __all__ = [
     "CLASS_INDEX",
     "ENERGY_FRACTION",
+    "carrier_region",
     "class_mask",
     "energy_mask",
     "sent_fraction",
@@ -45,7 +46,7 @@ def class_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.nd
     """The reference-convention class mask of the frame starting at ``start_sample``."""
     mask = np.zeros((geometry.height, geometry.width), dtype=np.uint8)
     for carrier in scene.carriers:
-        mask[_region(asdict(carrier), geometry, start_sample)] = CLASS_INDEX[carrier.label]
+        mask[carrier_region(asdict(carrier), geometry, start_sample)] = CLASS_INDEX[carrier.label]
     return mask
 
 
@@ -64,13 +65,13 @@ def silent_as_noise(
     """
     seen = mask.copy()
     for carrier in carriers:
-        region = _region(carrier, geometry)
+        region = carrier_region(carrier, geometry)
         if not energy[region].any():
             seen[region] = 0
     return seen
 
 
-def _region(
+def carrier_region(
     carrier: dict[str, Any], geometry: Geometry, start_sample: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pixels a carrier owns in the reference convention: the columns whose centre lies in

@@ -48,7 +48,7 @@ from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
 from monitor.occupancy.tracker import carrier_classes
 from monitor.sources.files import open_recording
-from monitor.synth.truth import silent_as_noise
+from monitor.synth.truth import CLASS_INDEX, carrier_region, silent_as_noise
 from monitor.train.cards import ModelCard, json_safe
 from monitor.train.data import FrameSet, ShardFrames, collate
 from monitor.train.gallery import MIN_SNR_DB, Gallery, frame_miou, plot_gallery
@@ -127,11 +127,15 @@ class EvalResult:
         as_sent: pixel counts against the truth with silent carriers as noise
             (:func:`monitor.synth.truth.silent_as_noise`), on the frames with an energy mask.
         silent_pixels: pixels of the truth's signal that belong to silent carriers.
+        best_possible: pixel counts of the truth with silent carriers as noise, taken as a
+            prediction, against the truth: the best any receiver can do on those frames.
         sent_pixels: pixels of the truth's signal where its carrier sent (energy mask).
         signal_pixels: pixels of the truth's signal on those frames.
         noise_pixels: pixels of the truth's noise on those frames.
         error_places: wrong pixels on those frames by where they lie (ERROR_PLACES).
         carriers: carrier-level counts.
+        carrier_pixels: per SNR bin of the carriers' own SNR, their labelled pixels, and of
+            those the ones called signal and the ones called the carrier's class.
         frame_snrs: frame index -> its strongest carrier's SNR, for the frames at
             :data:`~monitor.train.gallery.MIN_SNR_DB` or more (the gallery's candidates).
         frame_mious: frame index -> its mean IoU, for the same frames.
@@ -153,11 +157,13 @@ class EvalResult:
     frames_by_rate: dict[str, int] = field(default_factory=dict)
     as_sent: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     silent_pixels: int = 0
+    best_possible: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     sent_pixels: int = 0
     signal_pixels: int = 0
     noise_pixels: int = 0
     error_places: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_PLACES, 0))
     carriers: CarrierCounts = field(default_factory=CarrierCounts)
+    carrier_pixels: dict[str, list[int]] = field(default_factory=dict)
     frame_snrs: dict[int, float] = field(default_factory=dict)
     frame_mious: dict[int, float] = field(default_factory=dict)
     seconds_per_frame: float = float("nan")
@@ -199,6 +205,12 @@ class EvalResult:
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
+            "best_possible_miou": self.best_possible.summary()["miou"] if self.signal_pixels
+            else None,
+            "carrier_pixels_by_snr": {
+                name: {"pixels": n, "called_signal": signal / n, "called_class": right / n}
+                for name in SNR_BINS if name in self.carrier_pixels
+                for n, signal, right in [self.carrier_pixels[name]]},
             "error_places": self.error_shares() if self.signal_pixels else None,
             "carriers": self.carriers.summary(),
             "by_snr": by_snr,
@@ -360,6 +372,7 @@ def evaluate(
             if "carriers" in meta:
                 geometry = card.geometry_for(meta["sample_rate"])
                 _count_as_sent(result, frames.energy(i), pred, truth, meta, geometry)
+                _count_carrier_pixels(result, pred.numpy(), truth.numpy(), meta, geometry)
                 truth_spans = truth_carriers(meta, geometry)
                 snr = _frame_snr(meta, geometry)
                 key = snr_bin(snr)
@@ -383,6 +396,24 @@ def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
     """Count a frame's pixels and the frame itself in its group ``key``."""
     groups.setdefault(key, ConfusionMatrix()).update(pred, truth)
     frames[key] = frames.get(key, 0) + 1
+
+
+def _count_carrier_pixels(result: EvalResult, pred: np.ndarray, truth: np.ndarray,
+                          meta: dict[str, Any], geometry: Geometry) -> None:
+    """Count each carrier's labelled pixels, and those called signal and its class, in the
+    bin of its own SNR."""
+    for carrier in meta["carriers"]:
+        cls = CLASS_INDEX[carrier["label"]]
+        region = carrier_region(carrier, geometry)
+        own = truth[region] == cls
+        n = int(own.sum())
+        if n == 0:
+            continue
+        called = pred[region][own]
+        counts = result.carrier_pixels.setdefault(snr_bin(carrier["snr_db"]), [0, 0, 0])
+        counts[0] += n
+        counts[1] += int((called != 0).sum())
+        counts[2] += int((called == cls).sum())
 
 
 def _count_error_places(result: EvalResult, sent: torch.Tensor, pred: torch.Tensor,
@@ -412,6 +443,7 @@ def _count_as_sent(result: EvalResult, energy: np.ndarray | None, pred: torch.Te
         return
     seen = torch.from_numpy(silent_as_noise(truth.numpy(), energy, meta["carriers"], geometry))
     result.as_sent.update(pred[None], seen[None])
+    result.best_possible.update(seen[None], truth[None])
     result.signal_pixels += int((truth != 0).sum())
     _count_error_places(result, torch.from_numpy(energy != 0), pred, truth)
     result.silent_pixels += int(((truth != 0) & (seen == 0)).sum())
@@ -482,7 +514,8 @@ def format_report(
         lines += [f"Test data: {data}.", ""]
     if results:
         lines += _models_table(results) + _pixel_table(results) + _carrier_table(results)
-        lines += _snr_table(results) + _view_table(results) + _rate_table(results)
+        lines += _snr_table(results) + _carrier_snr_table(results) + _view_table(results)
+        lines += _rate_table(results)
         lines += _error_table([r for r in results if r.signal_pixels])
         lines += _confusion_tables(results)
     for name, recs in captures.items():
@@ -643,10 +676,10 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
     return [*lines, ""]
 
 
-def _class_header(last: str) -> list[str]:
-    """The head of a table of :func:`_class_cells` and one more column."""
+def _class_header(*more: str) -> list[str]:
+    """The head of a table of :func:`_class_cells` and ``more`` columns."""
     return ["| model | mean IoU | IoU noise | IoU LTE | IoU NR | pixel acc. | LTE called NR | "
-            f"NR called LTE | {last} |", "|---|" + "---:|" * 8]
+            f"NR called LTE | {' | '.join(more)} |", "|---|" + "---:|" * (7 + len(more))]
 
 
 def _class_cells(s: dict[str, Any]) -> list[float]:
@@ -663,12 +696,15 @@ def _as_sent_table(results: Sequence[EvalResult]) -> list[str]:
              "is on, also where nothing is sent at that moment. A carrier that sent nothing in "
              "the view during the whole frame (an idle NR cell between its SSBs, or whose SSB "
              "lies outside the view) cannot be told from an empty channel by any receiver; "
-             "here those carriers are noise. The last column is their share of the labelled "
-             "signal pixels of the frames the model was evaluated on.", "",
-             *_class_header("silent")]
+             "here those carriers are noise. The column silent is their share of the labelled "
+             "signal pixels of the frames the model was evaluated on; the last is the mean IoU "
+             "of those labels against the headline's: the best any receiver can score on these "
+             "frames in the reference convention.", "",
+             *_class_header("silent", "best possible")]
     for r in results:
         lines.append(_row(r.name, [*_class_cells(r.as_sent.summary()),
-                                   r.silent_pixels / r.signal_pixels]))
+                                   r.silent_pixels / r.signal_pixels,
+                                   r.best_possible.summary()["miou"]]))
     return [*lines, ""]
 
 
@@ -714,6 +750,31 @@ def _snr_table(results: Sequence[EvalResult]) -> list[str]:
     lines += _group_rows(results, [b for b in bins if b != NOISE_ONLY],
                          lambda r: (r.by_snr, r.frames_by_snr),
                          lambda s: f"{_pct(s['lte_as_nr'])} / {_pct(s['nr_as_lte'])}")
+    return [*lines, ""]
+
+
+def _carrier_snr_table(results: Sequence[EvalResult]) -> list[str]:
+    """Each carrier's labelled pixels by its own SNR: found as signal, and in its class."""
+    bins = [b for b in SNR_BINS if any(b in r.carrier_pixels for r in results)]
+    if not bins:
+        return []
+    widest = max(results, key=lambda r: r.frames)  # the shares: of the most frames evaluated
+    total = sum(counts[0] for counts in widest.carrier_pixels.values())
+    lines = ["## Carrier pixels by the carrier's SNR (%)", "",
+             "Each carrier's labelled pixels in the bin of its own SNR (above, a frame is binned "
+             "by its strongest carrier): their share of all labelled signal pixels, then per "
+             "model the share called signal / called the carrier's class. Silent carriers are "
+             "counted.", "",
+             "| carrier SNR | share of signal | " + " | ".join(r.name for r in results) + " |",
+             "|---|---:|" + "---:|" * len(results)]
+    for name in bins:
+        share = _pct(widest.carrier_pixels[name][0] / total) if name in widest.carrier_pixels \
+            else "n/a"
+        cells = []
+        for r in results:
+            n, signal, right = r.carrier_pixels.get(name, (0, 0, 0))
+            cells.append(f"{_pct(signal / n)} / {_pct(right / n)}" if n else "n/a")
+        lines.append(f"| {name} | {share} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
