@@ -116,6 +116,11 @@ def test_an_idle_nr_cell_between_its_ssbs_is_noise_as_sent(seed: int, nr_sent: b
     seen = silent_as_noise(labels, sent, [asdict(c) for c in scene.carriers], g)
     assert np.array_equal(seen == 1, labels == 1)
     assert np.array_equal(seen == 2, labels == 2 if nr_sent else np.zeros_like(labels, bool))
+    # its SSB is 2 % of its channel here, the idle LTE cell's signals 10 % of its own: a
+    # carrier sending in at most a share of its channel is noise
+    nearly = silent_as_noise(labels, sent, [asdict(c) for c in scene.carriers], g, 0.05)
+    assert np.array_equal(nearly == 1, labels == 1) and not (nearly == 2).any()
+    assert not silent_as_noise(labels, sent, [asdict(c) for c in scene.carriers], g, 0.2).any()
 
 
 def test_same_seed_same_bytes() -> None:

@@ -51,7 +51,8 @@ def class_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.nd
 
 
 def silent_as_noise(
-    mask: np.ndarray, energy: np.ndarray, carriers: list[dict[str, Any]], geometry: Geometry
+    mask: np.ndarray, energy: np.ndarray, carriers: list[dict[str, Any]], geometry: Geometry,
+    max_share: float = 0.0,
 ) -> np.ndarray:
     """The class mask of a frame with the pixels of every carrier that sent nothing in them
     (no pixel of its region in the energy mask) made noise.
@@ -62,11 +63,14 @@ def silent_as_noise(
         carriers: its carriers' truth, as a data set's metadata holds it
             (:class:`monitor.synth.scene.CarrierTruth` fields).
         geometry: the frame's geometry.
+        max_share: make noise also the carriers that sent in at most this share of their
+            region's pixels (an idle NR cell whose SSB is in view sends in about 1 %).
     """
     seen = mask.copy()
     for carrier in carriers:
         region = carrier_region(carrier, geometry)
-        if not energy[region].any():
+        sent = energy[region] != 0
+        if sent.size and sent.mean() <= max_share:
             seen[region] = 0
     return seen
 
