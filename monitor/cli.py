@@ -301,6 +301,11 @@ def _prmnet_parser() -> argparse.ArgumentParser:
                     help="per-carrier SNR range in dB (default -10:30; a range that starts "
                     "below 0 is written --snr=-5:20)")
     ds.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ds.add_argument("--scenes", choices=("monitor", "reference"), default="monitor",
+                    help="monitor (default): every kind of scene a monitor meets, at every rate; "
+                    "reference: the test frames of the reference recipe the published results "
+                    "use, an NR and a loaded LTE carrier side by side, both wholly in view "
+                    "(16 MS/s or more; the recipe's own rate is 61.44e6)")
     ds.add_argument("--workers", type=int, default=None,
                     help="processes (default: every core)")
     ds.set_defaults(func=_synth_dataset)
@@ -422,9 +427,9 @@ def _synth_dataset(args: argparse.Namespace) -> int:
 
     if args.frames <= 0:
         raise InputError("--frames must be positive")
-    request = DatasetRequest(frames=args.frames, rates=args.rates, snr_db=args.snr,
-                             seed=args.seed)
     try:
+        request = DatasetRequest(frames=args.frames, rates=args.rates, snr_db=args.snr,
+                                 seed=args.seed, scenes=args.scenes)
         out = generate_dataset(args.out, request, workers=args.workers)
     except ValueError as exc:
         raise InputError(str(exc)) from None

@@ -17,7 +17,12 @@ from monitor.dsp.spectrogram import Spectrogram
 from monitor.errors import InputError
 from monitor.sources.files import open_recording
 from monitor.synth.dataset import DatasetRequest, generate_dataset, read_request
-from monitor.synth.random_scene import draw_scene
+from monitor.synth.random_scene import (
+    REFERENCE_MIN_RATE,
+    SCENES,
+    draw_reference_scene,
+    draw_scene,
+)
 from monitor.synth.scene import CarrierSpec, SceneSpec, parse_carrier, render
 from monitor.synth.truth import class_mask, energy_mask, sent_fraction, silent_as_noise
 
@@ -232,3 +237,53 @@ def test_random_views_show_noise_carrier_ends_and_whole_carriers_at_every_rate(r
     assert shares["edge"] >= 0.25
     if rate < 3e6:
         assert shares["inside"] >= 0.3
+
+
+@pytest.mark.parametrize("rate", [61.44e6, 19.2e6])
+def test_reference_scenes_hold_an_nr_and_an_lte_carrier_wholly_in_view(rate: float) -> None:
+    rng = np.random.default_rng(5)
+    orders = set()
+    for _ in range(200):
+        spec = draw_reference_scene(rng, rate, 0.04, (-10.0, 30.0))
+        assert sorted(c.label for c in spec.carriers) == ["LTE", "NR"]
+        orders.add(spec.carriers[0].label)
+        low, high = (sorted((c.offset_hz - c.bandwidth_hz / 2, c.offset_hz + c.bandwidth_hz / 2)
+                            for c in spec.carriers))
+        assert -rate / 2 < low[0] and high[1] < rate / 2 and low[1] <= high[0]
+        assert spec.receiver == "ideal"
+        for c in spec.carriers:
+            assert c.on is None and c.channel in ("rayleigh0", "rayleigh10", "rayleigh500")
+            assert -10 <= c.snr_db <= 30
+            if c.label == "NR":  # loaded (the load is drawn 10-80 % with the carrier)
+                assert 10e6 <= c.bandwidth_hz <= 50e6 and "load" not in c.options
+                assert c.options["ssb_period_s"] == 0.02
+                assert c.options["ssb_case"] == ("A" if c.scs == 15e3 else "B")
+            else:
+                assert 5e6 <= c.bandwidth_hz <= 20e6 and c.options["load"] >= 0.2
+    assert orders == {"LTE", "NR"}
+    with pytest.raises(ValueError, match="MS/s or more"):
+        draw_reference_scene(rng, REFERENCE_MIN_RATE * 0.99, 0.04)
+
+
+def test_a_reference_data_set_is_its_own_and_named_by_its_command(tmp_path: Path) -> None:
+    assert SCENES == ("monitor", "reference")  # the choices of prmnet synth dataset --scenes
+    request = DatasetRequest(frames=1, rates=(61.44e6,), seed=2, scenes="reference")
+    assert request.command("x").endswith("--seed 2 --scenes reference")
+    generate_dataset(tmp_path / "ref", request, workers=1, progress=False)
+    assert read_request(tmp_path / "ref") == request
+    meta = json.loads((tmp_path / "ref" / "shard-00000" / "frames.jsonl").read_text())
+    assert sorted(c["label"] for c in meta["carriers"]) == ["LTE", "NR"]
+    with pytest.raises(ValueError, match="different data set"):
+        generate_dataset(tmp_path / "ref", DatasetRequest(1, (61.44e6,), seed=2), progress=False)
+    with pytest.raises(ValueError, match="unknown scenes"):
+        DatasetRequest(1, (61.44e6,), scenes="matlab")
+    with pytest.raises(ValueError, match="MS/s or more"):
+        DatasetRequest(1, (61.44e6, 2.4e6), scenes="reference")
+    # a data set written before scenes could be chosen holds the monitor's
+    mon = DatasetRequest(frames=1, rates=(1.92e6,), seed=2)
+    generate_dataset(tmp_path / "old", mon, workers=1, progress=False)
+    manifest = json.loads((tmp_path / "old" / "dataset.json").read_text())
+    del manifest["request"]["scenes"]
+    (tmp_path / "old" / "dataset.json").write_text(json.dumps(manifest))
+    assert read_request(tmp_path / "old") == mon
+    generate_dataset(tmp_path / "old", mon, workers=1, progress=False)

@@ -40,7 +40,13 @@ from tqdm import tqdm
 from monitor import __version__
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram
-from monitor.synth.random_scene import SceneDistribution, draw_scene
+from monitor.synth.random_scene import (
+    REFERENCE_MIN_RATE,
+    SCENES,
+    SceneDistribution,
+    draw_reference_scene,
+    draw_scene,
+)
 from monitor.synth.scene import render
 from monitor.synth.truth import class_mask, energy_mask
 
@@ -61,6 +67,14 @@ class DatasetRequest:
     snr_db: tuple[float, float] = (-10.0, 30.0)
     seed: int = 0
     shard_size: int = SHARD_SIZE
+    scenes: str = "monitor"
+
+    def __post_init__(self) -> None:
+        if self.scenes not in SCENES:
+            raise ValueError(f"unknown scenes {self.scenes!r}: use {' or '.join(SCENES)}")
+        if self.scenes == "reference" and min(self.rates) < REFERENCE_MIN_RATE:
+            raise ValueError(f"reference scenes need rates of {REFERENCE_MIN_RATE / 1e6:.1f} MS/s "
+                             "or more: an NR and an LTE carrier side by side")
 
     def rate_of(self, index: int) -> float:
         return self.rates[index % len(self.rates)]
@@ -70,8 +84,9 @@ class DatasetRequest:
         rates = ",".join(f"{r / 1e6:g}e6" for r in self.rates)
         snr = ("" if self.snr_db == DatasetRequest.snr_db
                else f" --snr={self.snr_db[0]:g}:{self.snr_db[1]:g}")
+        scenes = "" if self.scenes == DatasetRequest.scenes else f" --scenes {self.scenes}"
         return (f"prmnet synth dataset {shlex.quote(str(out_dir))} --frames {self.frames} "
-                f"--rates {rates}{snr} --seed {self.seed}")
+                f"--rates {rates}{snr} --seed {self.seed}{scenes}")
 
 
 def read_request(folder: str | Path) -> DatasetRequest | None:
@@ -81,7 +96,8 @@ def read_request(folder: str | Path) -> DatasetRequest | None:
         request = json.loads((Path(folder) / "dataset.json").read_text())["request"]
         return DatasetRequest(int(request["frames"]), tuple(map(float, request["rates"])),
                               (float(request["snr_db"][0]), float(request["snr_db"][1])),
-                              int(request["seed"]), int(request["shard_size"]))
+                              int(request["seed"]), int(request["shard_size"]),
+                              str(request.get("scenes", DatasetRequest.scenes)))
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
 
@@ -91,8 +107,11 @@ def render_frame(index: int, request: DatasetRequest) -> Frame:
     rng = np.random.default_rng(np.random.SeedSequence([request.seed, index]))
     rate = request.rate_of(index)
     geometry = Geometry.for_rate(rate)
-    dist = SceneDistribution(snr_db=request.snr_db)
-    spec = draw_scene(rng, rate, geometry.frame_seconds, dist)
+    if request.scenes == "reference":
+        spec = draw_reference_scene(rng, rate, geometry.frame_seconds, request.snr_db)
+    else:
+        spec = draw_scene(rng, rate, geometry.frame_seconds,
+                          SceneDistribution(snr_db=request.snr_db))
     scene = render(spec, rng)
     spectrogram = Spectrogram(geometry)
     image = spectrogram.frame(scene.iq[: geometry.frame_samples]).numpy()
@@ -176,14 +195,17 @@ def _describe(request: DatasetRequest) -> dict:
         "request": {**asdict(request), "rates": list(request.rates),
                     "snr_db": list(request.snr_db)},
         "classes": ["noise", "LTE", "NR"],
-        "distribution": asdict(SceneDistribution(snr_db=request.snr_db)),
+        "distribution": (asdict(SceneDistribution(snr_db=request.snr_db))
+                         if request.scenes == "monitor" else {"recipe": request.scenes}),
         "geometry": {str(r): Geometry.for_rate(r).to_dict() for r in request.rates},
     }
 
 
 def _identity(request: dict) -> dict:
-    """What makes frame i what it is: the request less its length."""
-    return {k: v for k, v in request.items() if k != "frames"}
+    """What makes frame i what it is: the request less its length (a request written before
+    there was a choice of scenes drew the monitor's)."""
+    return {"scenes": DatasetRequest.scenes,
+            **{k: v for k, v in request.items() if k != "frames"}}
 
 
 def _shard_name(k: int) -> str:

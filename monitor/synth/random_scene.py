@@ -18,7 +18,12 @@ import numpy as np
 from monitor.bandwidths import LTE_BANDWIDTHS, NR_RB_TABLE
 from monitor.synth.scene import CarrierSpec, SceneSpec
 
-__all__ = ["SceneDistribution", "draw_scene"]
+__all__ = ["REFERENCE_MIN_RATE", "SCENES", "SceneDistribution", "draw_reference_scene",
+           "draw_scene"]
+
+#: The kinds of random scene a data set can be drawn from: the monitor's own distribution, or
+#: the test frames of the reference recipe (``draw_reference_scene``).
+SCENES = ("monitor", "reference")
 
 CHANNELS = (None, "epa5", "eva5", "eva70", "etu70", "etu300", "tdla30-10", "tdlb100-400",
             "tdlc300-100", "tdld30-10", "tdle30-10", "rayleigh70")
@@ -71,6 +76,63 @@ def draw_scene(
         receiver=_draw_receiver(rng, sample_rate),
         sro_ppm=_draw_symmetric(rng, dist.max_sro_ppm),
     )
+
+
+# The reference recipe (MathWorks, "Spectrum Sensing with Deep Learning to Identify 5G and LTE
+# Signals"): NR 10-50 MHz at 15 or 30 kHz, LTE FDD 5-20 MHz, one Rayleigh path.
+REFERENCE_NR_BANDWIDTHS = (10e6, 15e6, 20e6, 25e6, 30e6, 40e6, 50e6)
+REFERENCE_LTE_BANDWIDTHS = (5e6, 10e6, 15e6, 20e6)
+REFERENCE_DOPPLERS_HZ = (0, 10, 500)
+#: Share of the view the two carriers of a reference scene and their gap may take.
+_REFERENCE_FILL = 0.95
+#: The lowest sample rate whose view holds the narrowest NR and LTE channels side by side.
+REFERENCE_MIN_RATE = (REFERENCE_NR_BANDWIDTHS[0] + REFERENCE_LTE_BANDWIDTHS[0]) / _REFERENCE_FILL
+
+
+def draw_reference_scene(
+    rng: np.random.Generator, sample_rate: float, duration: float,
+    snr_db: tuple[float, float] = (-10.0, 30.0),
+) -> SceneSpec:
+    """Draw a test frame of the reference recipe: an NR and an LTE carrier side by side, in
+    random order with a random gap, both wholly in view; NR with SSBs every 20 ms (case A at
+    15 kHz, B at 30 kHz) and traffic in 10-80 % of its slots over 20-70 % of its RBs, LTE FDD
+    with traffic in 20-100 % of its RBs; each through one Rayleigh path of 0, 10 or 500 Hz
+    Doppler, and no receiver impairments. The recipe's own frames are 61.44 MS/s; a narrower
+    view takes the channels that fit it.
+
+    Raises:
+        ValueError: for a sample rate under ``REFERENCE_MIN_RATE``.
+    """
+    room = _REFERENCE_FILL * sample_rate
+    if sample_rate < REFERENCE_MIN_RATE:
+        raise ValueError(f"reference scenes need {REFERENCE_MIN_RATE / 1e6:.1f} MS/s or more "
+                         f"for an NR and an LTE carrier side by side")
+    lte_bw = float(rng.choice([bw for bw in REFERENCE_LTE_BANDWIDTHS
+                               if bw + REFERENCE_NR_BANDWIDTHS[0] <= room]))
+    nr_bw = float(rng.choice([bw for bw in REFERENCE_NR_BANDWIDTHS if bw + lte_bw <= room]))
+    scs = float(rng.choice([15e3, 30e3]))
+    gap = rng.uniform(0.0, room - nr_bw - lte_bw)
+    kinds = [("NR", nr_bw), ("LTE", lte_bw)]
+    if rng.random() < 0.5:
+        kinds.reverse()
+    edge = rng.uniform(-room / 2, room / 2 - nr_bw - lte_bw - gap)
+    carriers = []
+    for label, width in kinds:
+        if label == "NR":
+            carrier_scs = scs
+            options: dict[str, Any] = {"ssb_period_s": 0.02, "coreset_symbols": 2,
+                                       "ssb_case": "A" if scs == 15e3 else "B"}
+        else:
+            carrier_scs = 15e3
+            options = {"load": float(rng.uniform(0.2, 1.0)), "cell_id": int(rng.integers(504))}
+        doppler = int(rng.choice(REFERENCE_DOPPLERS_HZ))
+        carriers.append(CarrierSpec(
+            label=label, bandwidth_hz=width, offset_hz=float(edge + width / 2),
+            snr_db=float(rng.uniform(*snr_db)), scs=carrier_scs, options=options,
+            channel=f"rayleigh{doppler}"))
+        edge += width + gap
+    return SceneSpec(sample_rate=sample_rate, duration=duration, carriers=tuple(carriers),
+                     receiver="ideal")
 
 
 def _draw_symmetric(rng: np.random.Generator, limit: float) -> float:
