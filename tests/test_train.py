@@ -459,8 +459,10 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     # what a receiver can reach: the labels with their silent (or nearly silent) carriers as
     # noise, against the labels; the more carriers are out of reach, the less is reachable
     reach = {share: ConfusionMatrix() for share in REACH_SHARES}
+    painted = ConfusionMatrix()
     for i in range(2):
         mask, meta = frames[i][1], frames[i][2]
+        painted.update(torch.tensor(frames.energy(i))[None], mask[None])
         for share, matrix in reach.items():
             seen = silent_as_noise(mask.numpy(), frames.energy(i), meta["carriers"],
                                    Geometry.for_rate(RATE), share)
@@ -471,6 +473,9 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
         assert reachable[f"{share:g}"] == pytest.approx(matrix.summary()["miou"])
         assert f"| {100 * share:g} % | {100 * matrix.summary()['miou']:.1f} |" in text
     assert list(reachable.values()) == sorted(reachable.values(), reverse=True)
+    energy_miou = metrics["models"]["w8"]["energy_painted_miou"]
+    assert energy_miou == pytest.approx(painted.summary()["miou"])
+    assert f"would score {100 * energy_miou:.1f} %" in text
     # each labelled signal pixel is counted once, in its carrier's SNR bin
     by_carrier = metrics["models"]["w8"]["carrier_pixels_by_snr"]
     assert sum(v["pixels"] for v in by_carrier.values()) == labelled
