@@ -221,9 +221,8 @@ class EvalResult:
             "energy_painted_miou": self.energy_painted.summary()["miou"] if self.signal_pixels
             else None,
             "carrier_pixels_by_snr": {
-                name: {"pixels": n, "called_signal": signal / n, "called_class": right / n}
-                for name in SNR_BINS if name in self.carrier_pixels
-                for n, signal, right in [self.carrier_pixels[name]]},
+                name: {"pixels": c[0], "called_signal": c[1] / c[0], "called_class": c[2] / c[0]}
+                for name in SNR_BINS if (c := self.carrier_pixels.get(name))},
             "error_places": self.error_shares() if self.signal_pixels else None,
             "carriers": self.carriers.summary(),
             "by_snr": by_snr,
