@@ -777,7 +777,8 @@ def _reach_table(results: Sequence[EvalResult]) -> list[str]:
              "carrier exactly, its whole channel, would score. Share 0: the carriers that sent "
              "nothing in view, which no receiver can see; an idle NR cell whose SSB is in view "
              "sends in about 1 % of its channel, and from its SSB alone no receiver can tell "
-             f"where its channel ends. On the {widest.frames} frames of {widest.name}.", "",
+             f"where its channel ends. Over the {widest.frames:,} frames {widest.name} was "
+             "evaluated on.", "",
              "| carrier sent in at most | mean IoU reachable |", "|---:|---:|"]
     lines += [f"| {100 * share:g} % | {_pct(m.summary()['miou'])} |"
               for share, m in widest.reachable.items()]
