@@ -103,10 +103,10 @@ def draw_reference_scene(
     Raises:
         ValueError: for a sample rate under ``REFERENCE_MIN_RATE``.
     """
-    room = _REFERENCE_FILL * sample_rate
     if sample_rate < REFERENCE_MIN_RATE:
         raise ValueError(f"reference scenes need {REFERENCE_MIN_RATE / 1e6:.1f} MS/s or more "
-                         f"for an NR and an LTE carrier side by side")
+                         "for an NR and an LTE carrier side by side")
+    room = _REFERENCE_FILL * sample_rate
     lte_bw = float(rng.choice([bw for bw in REFERENCE_LTE_BANDWIDTHS
                                if bw + REFERENCE_NR_BANDWIDTHS[0] <= room]))
     nr_bw = float(rng.choice([bw for bw in REFERENCE_NR_BANDWIDTHS if bw + lte_bw <= room]))

@@ -593,7 +593,6 @@ def pick_device(name: str, deterministic: bool = True) -> torch.device:
     return device
 
 
-
 def _require_complete(frames: FrameSet) -> None:
     """Refuse a data set still being written: its frame positions would move under the run."""
     if not isinstance(frames, ShardFrames):
