@@ -19,7 +19,7 @@ from types import FrameType
 
 from engines.backends.base import Runner
 from engines.models import LoadedModel, load_model
-from engines.selection import select_runner
+from engines.selection import resolve_device, select_runner
 from monitor.dsp.geometry import Geometry
 from monitor.errors import DeviceError, InputError
 from monitor.occupancy.annotations import validate_annotation_path, write_annotations
@@ -195,7 +195,8 @@ def prepare_run(s: MonitorSettings) -> Iterator[PreparedRun]:
     source = open_source(s)
     source.open()  # a missing radio is reported before anything else about it
     try:
-        model = load_model(s.model, source.sample_rate)
+        gpu = resolve_device(s.compute).type == "cuda"
+        model = load_model(s.model, source.sample_rate, gpu=gpu)
         geometry = model.geometry(source.sample_rate)
         runner = select_runner(model, engine=s.engine, precision=s.precision,
                                compute=s.compute)

@@ -100,7 +100,8 @@ def _monitor_parser() -> argparse.ArgumentParser:
     eng = parser.add_argument_group("engine")
     eng.add_argument("--model", metavar="NAME|PATH",
                      help="a shipped model's name or a checkpoint (.safetensors with its .json "
-                     "card); default: the shipped model that serves the sample rate")
+                     "card); default: of the shipped models that serve the sample rate, the "
+                     "cheapest on the CPU and the best tested on a GPU")
     eng.add_argument("--engine", default="auto",
                      choices=["auto", "torch", "onnxruntime", "tensorrt"],
                      help="how to run the network (auto: TensorRT, then ONNX Runtime on CUDA, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,23 @@ def test_the_cheapest_model_runs_and_one_made_for_the_rate_goes_first(weights: P
     assert load_model(None, 19.2e6).name == "cheap_all"
     (weights / "cheap_all.json").unlink()  # no card: not a shipped model
     assert load_model(None, 19.2e6).name == "dear_all"
+
+
+def test_on_a_gpu_the_best_tested_model_runs_and_an_untested_one_comes_last(
+        weights: Path) -> None:
+    def record_test_miou(name: str, miou: float) -> None:
+        card = weights / f"{name}.json"
+        data = json.loads(card.read_text())
+        data["metrics"]["test"] = {"pixels": {"miou": miou}}
+        card.write_text(json.dumps(data))
+
+    assert load_model(None, 19.2e6, gpu=True).name == "cheap_all"  # none tested: the cheapest
+    record_test_miou("dear_all", 0.74)
+    assert load_model(None, 19.2e6, gpu=True).name == "dear_all"
+    assert load_model(None, 19.2e6).name == "cheap_all"  # on the CPU the cost decides
+    record_test_miou("cheap_all", 0.80)
+    assert load_model(None, 19.2e6, gpu=True).name == "cheap_all"
+    assert load_model(None, 2.4e6, gpu=True).name == "cheap_all"  # cheap_low: no test figure
 
 
 def test_a_rate_no_model_serves_is_refused_with_the_rates_they_do(weights: Path) -> None:
