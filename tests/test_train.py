@@ -6,6 +6,7 @@ import argparse
 import json
 import pickle
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +48,9 @@ from monitor.train.evaluate import (
 )
 from monitor.train.loop import (
     CONFIG_DIR,
+    FIT_PROBE_STEPS,
     TrainConfig,
+    _fitted_steps,
     _initialise,
     resolve_config,
     segment,
@@ -326,6 +329,36 @@ def test_a_run_stopped_before_its_first_validation_validates_once(
     assert result.step == 2 and result.best_path is not None
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2]
+
+
+def test_a_run_fitted_to_its_minutes_times_itself_and_keeps_its_steps(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = _config(data, 100_000, val_every=20)  # far more steps than fit
+    part = train(config, tmp_path / "fit", fit_minutes=0.15, max_steps=5, progress=False)
+    total = part.total_steps
+    assert FIT_PROBE_STEPS < total < 100_000
+    assert json.loads((tmp_path / "fit" / "config.json").read_text())["optim"]["steps"] == total
+    # timing it left the model as it was: its steps are those of a run of that length
+    plain = train(_config(data, total, val_every=20), tmp_path / "plain", max_steps=5,
+                  progress=False)
+    assert part.losses == plain.losses
+    with pytest.raises(InputError, match="fitted to its wall time"):
+        train(config, tmp_path / "fit", progress=False)
+    started = time.monotonic()
+    rest = train(config, tmp_path / "fit", fit_minutes=0.15, progress=False)
+    assert (rest.step, rest.total_steps) == (total, total)
+    assert time.monotonic() - started < 0.15 * 60
+
+
+def test_the_steps_that_fit_a_wall_time() -> None:
+    config = TrainConfig.from_dict({"model": "prmnet_w8", "data": {"train": ["d"], "val": ["v"]},
+                                    "optim": {"steps": 1, "warmup_steps": 100},
+                                    "run": {"val_every": 50}})
+    # 95 % of 100 s, less the last validation, at 0.1 s a step and 2 s every 50 steps
+    assert _fitted_steps(config, 100.0, 0.1, 2.0) == int((0.95 * 100 - 2) / (0.1 + 2 / 50))
+    with pytest.raises(InputError, match=r"fit 53 steps .* not more than the 100 of the warm-up"):
+        _fitted_steps(config, 10.0, 0.1, 2.0)
 
 
 def test_bf16_training_lowers_the_loss_and_bad_precisions_are_named(

@@ -26,6 +26,8 @@ examples:
   # a long run in the background, four hours at a time: the same command resumes it
   nohup prmnet train prmnet_w8 --run-dir runs/prmnet_w8 --max-minutes 240 \\
       > runs/prmnet_w8.out 2>&1 &
+  # the published width on a GPU lent for an hour: the steps fitted to 50 minutes
+  prmnet train prmnet --run-dir runs/prmnet --fit-minutes 50
   # your own configuration (copy a shipped one: every key is explained in it)
   prmnet train my-run.toml
 The run folder holds ckpt-last.pt (resume state), best.safetensors + best.json (the best
@@ -81,6 +83,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="stop after this many minutes, with a checkpoint")
     train.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                        help="stop after this many steps of this call, with a checkpoint")
+    train.add_argument("--fit-minutes", type=positive_float, default=None, metavar="M",
+                       help="size a new run to end in M minutes: time a few training steps and "
+                       "a validation, set the configuration's step count to what fits (so the "
+                       "learning rate ends its schedule when the time ends), and stop at M "
+                       "minutes; a resumed run keeps the steps it was fitted to")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -167,9 +174,12 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / path.stem
     command = shlex.join(["prmnet", "train", args.config, "--run-dir", str(run_dir),
                           *(["--max-minutes", f"{args.max_minutes:g}"] if args.max_minutes
+                            else []),
+                          *(["--fit-minutes", f"{args.fit_minutes:g}"] if args.fit_minutes
                             else [])])
     result = train(config, run_dir, command=command, max_minutes=args.max_minutes,
-                   max_steps=args.max_steps, progress=not args.no_progress)
+                   max_steps=args.max_steps, progress=not args.no_progress,
+                   fit_minutes=args.fit_minutes)
     state = "finished" if result.finished else "stopped; run the same command to resume"
     best = (f"best validation mean IoU {100 * result.best_miou:.2f} % ({result.best_path})"
             if result.best_path else "no validation yet")

@@ -16,6 +16,12 @@ Ctrl-C end a run cleanly after the current step, with a checkpoint, so a long ru
 background a few hours at a time. Checkpoints are written to a temporary file and renamed. A
 run stopped before its first validation validates then, so that it leaves weights to use.
 
+``fit_minutes`` (``--fit-minutes``) sizes a new run to a wall time, for a machine lent for a
+fixed time: it times ``FIT_PROBE_STEPS`` training steps (on a copy of the model, with the run's
+own batches and loader) and a validation, and replaces ``optim.steps`` with as many steps as fit,
+validations included, so the learning-rate schedule ends when the time does. The fitted step
+count is the run's from then on (``config.json``); a resumed run keeps it.
+
 Configuration (TOML; relative paths are relative to the working directory)::
 
     model = "prmnet_w8"          # a name of engines.prmnet.MODEL_CONFIGS
@@ -60,7 +66,9 @@ Configuration (TOML; relative paths are relative to the working directory)::
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import math
 import os
 import signal
@@ -69,7 +77,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +137,16 @@ CLASS_WEIGHT_FRAMES = 256
 UNCOMPARED = {"run": ("threads", "workers", "device", "deterministic")}
 """Settings a run may change when it resumes: they do not change what it computes (beyond the
 last bits, for ``deterministic``)."""
+log = logging.getLogger(__name__)
+
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``run.precision``: the type of the forward pass and the loss (autocast but for fp32)."""
+FIT_PROBE_STEPS = 30
+"""Training steps a run fitted to a wall time is timed on; the first ``FIT_WARM_STEPS`` are left
+out of the figure (loader start-up, cuDNN's search for its algorithms)."""
+FIT_WARM_STEPS = 10
+FIT_MARGIN = 0.05
+"""Share of a fitted run's time left unplanned, for checkpoints and the odd slow step."""
 
 
 @dataclass(frozen=True)
@@ -341,6 +357,7 @@ def train(
     max_minutes: float | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    fit_minutes: float | None = None,
 ) -> TrainResult:
     """Train, or resume training, in ``run_dir``.
 
@@ -352,13 +369,18 @@ def train(
         max_minutes: stop after the step that passes this many minutes of this call.
         max_steps: stop after this many steps of this call.
         progress: show a progress bar.
+        fit_minutes: size a new run's steps to end this many minutes after this call began,
+            and stop it then (unless ``max_minutes`` says otherwise); a resumed run keeps the
+            steps it was fitted to.
 
     Returns:
         Where the run stands.
 
     Raises:
-        InputError: for data that cannot be used, or a run folder holding another run.
+        InputError: for data that cannot be used, a run folder holding another run, or a wall
+            time too short for the run's warm-up.
     """
+    called = time.monotonic()
     run = Path(run_dir)
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
@@ -366,7 +388,6 @@ def train(
     frames = open_frames(config.data.train, config.data.truth)
     _require_complete(frames)
     train_idx, val_frames, val_idx = split_data(config.data, frames)
-    total = config.optim.total_steps(len(train_idx))
     torch.manual_seed(config.seed)
     model = create_model(config.model, **config.overrides)
     if config.init:
@@ -377,6 +398,17 @@ def train(
             f"{config.model} takes {model.in_chans} input channels, the data gives "
             f"{frames.in_chans}; set in_chans = {frames.in_chans} under [overrides]"
         )
+    samples = AugmentedFrames(frames, train_idx, config.augment, config.seed)
+    if fit_minutes is not None:
+        max_minutes = fit_minutes if max_minutes is None else max_minutes
+        if (run / CHECKPOINT).is_file():
+            config = _with_stored_length(config, run)
+        else:
+            with torch.random.fork_rng(devices=[]):  # the loader draws a seed
+                step_s, val_s = _time_run(config, model, samples, val_frames, val_idx, device)
+            left = 60 * fit_minutes - (time.monotonic() - called)
+            config = _with_steps(config, _fitted_steps(config, left, step_s, val_s))
+    total = config.optim.total_steps(len(train_idx))
     optimizer = _optimizer(model, config.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.optim, total))
     run.mkdir(parents=True, exist_ok=True)
@@ -386,15 +418,7 @@ def train(
         state = _State(class_weights=weights.tolist())
         (run / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     stop = total if max_steps is None else min(total, state.step + max_steps)
-    samples = AugmentedFrames(frames, train_idx, config.augment, config.seed)
-    loader = DataLoader(
-        samples,
-        batch_sampler=StepBatches(len(train_idx), config.optim.batch_size, config.seed,
-                                  state.step, stop),
-        collate_fn=collate,
-        num_workers=config.run.workers,
-        pin_memory=device.type == "cuda",
-    )
+    loader = _loader(samples, config, state.step, stop, device)
     dtype = PRECISIONS[config.run.precision]
     weights = torch.tensor(state.class_weights, dtype=torch.float32, device=device)
     card_base = {
@@ -417,17 +441,10 @@ def train(
                dynamic_ncols=True)
     with _stop_requests() as stop_requested:
         for inputs, labels, _ in loader:
-            model.train()
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits = model(inputs.to(device, non_blocking=True))
-                loss = _loss(logits, labels.to(device, non_blocking=True), weights,
-                             config.loss.dice)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            losses.append(_step(model, optimizer, inputs, labels, weights, config.loss.dice,
+                                dtype))
             scheduler.step()
             state.step += 1
-            losses.append(float(loss.detach()))
             running = losses[-1] if math.isnan(running) else 0.95 * running + 0.05 * losses[-1]
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", val_miou=f"{state.last_miou:.4f}",
@@ -455,6 +472,88 @@ def train(
     best = run / f"{BEST}.safetensors"
     return TrainResult(run, state.step, total, state.best_miou,
                        best if best.is_file() else None, losses)
+
+
+def _loader(samples: AugmentedFrames, config: TrainConfig, start: int, stop: int,
+            device: torch.device) -> DataLoader:
+    """The batches of steps ``start`` to ``stop - 1``."""
+    return DataLoader(
+        samples,
+        batch_sampler=StepBatches(len(samples), config.optim.batch_size, config.seed, start,
+                                  stop),
+        collate_fn=collate,
+        num_workers=config.run.workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+          labels: torch.Tensor, weights: torch.Tensor, dice: float, dtype: torch.dtype) -> float:
+    """One optimisation step on a batch; its loss."""
+    model.train()
+    device = weights.device
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        logits = model(inputs.to(device, non_blocking=True))
+        loss = _loss(logits, labels.to(device, non_blocking=True), weights, dice)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _time_run(config: TrainConfig, model: nn.Module, samples: AugmentedFrames,
+              val_frames: FrameSet, val_idx: list[int],
+              device: torch.device) -> tuple[float, float]:
+    """Seconds a training step and a validation take: steps of a copy of ``model`` (which is
+    left as it was) on the run's first batches, through its own loader."""
+    probe = copy.deepcopy(model)
+    optimizer = _optimizer(probe, config.optim)
+    weights = torch.ones(len(CLASS_NAMES), device=device)
+    dtype = PRECISIONS[config.run.precision]
+    marks = []
+    for inputs, labels, _ in _loader(samples, config, 0, FIT_PROBE_STEPS, device):
+        _step(probe, optimizer, inputs, labels, weights, config.loss.dice, dtype)
+        marks.append(time.monotonic())
+    step_s = (marks[-1] - marks[FIT_WARM_STEPS - 1]) / (FIT_PROBE_STEPS - FIT_WARM_STEPS)
+    few = val_idx[: 2 * config.optim.batch_size]
+    started = time.monotonic()
+    validate(probe, val_frames, few, device, config.optim.batch_size)
+    val_s = (time.monotonic() - started) * len(val_idx) / len(few)
+    return step_s, val_s
+
+
+def _fitted_steps(config: TrainConfig, seconds: float, step_s: float, val_s: float) -> int:
+    """Steps that fit ``seconds`` at ``step_s`` a step, with a validation of ``val_s`` every
+    ``run.val_every`` steps and one at the end.
+
+    Raises:
+        InputError: when they do not cover the warm-up.
+    """
+    planned = seconds * (1 - FIT_MARGIN) - val_s
+    steps = int(planned / (step_s + val_s / config.run.val_every)) if planned > 0 else 0
+    if steps <= config.optim.warmup_steps:
+        raise InputError(
+            f"the {seconds:.0f} s left fit {steps} steps ({step_s:.3f} s a step, "
+            f"{val_s:.1f} s a validation), not more than the {config.optim.warmup_steps} of the "
+            "warm-up: give more minutes, or fewer optim.warmup_steps")
+    log.info("%d steps fit the %.0f s left (%.3f s a step, %.1f s a validation)",
+             steps, seconds, step_s, val_s)
+    return steps
+
+
+def _with_steps(config: TrainConfig, steps: int) -> TrainConfig:
+    return replace(config, optim=replace(config.optim, steps=steps, epochs=0))
+
+
+def _with_stored_length(config: TrainConfig, run: Path) -> TrainConfig:
+    """``config`` with the length (steps or epochs) of the run its checkpoint in ``run`` holds."""
+    try:
+        stored = json.loads((run / "config.json").read_text())["optim"]
+        optim = replace(config.optim, steps=int(stored["steps"]), epochs=float(stored["epochs"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read the step count of the run in {run} from its "
+                         f"config.json: {exc}") from None
+    return replace(config, optim=optim)
 
 
 def _initialise(model: nn.Module, path: str) -> None:
@@ -776,7 +875,14 @@ def _resume(
         raise InputError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path} is not a prmnet training checkpoint")
-    if _comparable(_with_defaults(payload["config"], path)) != _comparable(config.to_dict()):
+    stored = _comparable(_with_defaults(payload["config"], path))
+    given = _comparable(config.to_dict())
+    if stored != given:
+        if {**stored, "optim": {**stored["optim"], "steps": 0, "epochs": 0}} == {
+                **given, "optim": {**given["optim"], "steps": 0, "epochs": 0}}:
+            raise InputError(
+                f"{run} holds a run of {stored['optim']['steps']} steps, fitted to its wall "
+                f"time by --fit-minutes; resume it with --fit-minutes (it keeps its steps)")
         raise InputError(
             f"{run} holds a run started with another configuration; resume it with that one "
             f"({run / 'config.json'}) or choose another --run-dir"
