@@ -25,6 +25,7 @@ def test_the_gpu_run_trains_tunes_and_evaluates_in_its_time(tmp_path: Path) -> N
            "PRECISION": "fp32", "MODEL": "prmnet_cpu", "WARMUP": "5", "GEN_FRAMES": "16",
            "TEST_FRAMES": "16", "GEN_SECONDS": "25", "POST": "60", "END": str(END),
            "CAPTURES": str(tmp_path / "none"), "PY": sys.executable}
+    shipped = {p: p.read_bytes() for p in (ROOT / "engines" / "weights").iterdir()}
     started = time.monotonic()
     done = subprocess.run([str(ROOT / ".ci" / "gpu-run")], env=env, capture_output=True,
                           text=True, timeout=END + 60)
@@ -50,3 +51,5 @@ def test_the_gpu_run_trains_tunes_and_evaluates_in_its_time(tmp_path: Path) -> N
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert len(metrics["models"]) == 3, metrics.keys()
     assert (out / "eval" / "report.md").is_file()
+    # the shipped cards keep their own test figures (the run's evaluation recorded into copies)
+    assert {p: p.read_bytes() for p in (ROOT / "engines" / "weights").iterdir()} == shipped
