@@ -52,6 +52,7 @@ from monitor.train.loop import (
     TrainConfig,
     _fitted_steps,
     _initialise,
+    lovasz_softmax,
     resolve_config,
     segment,
     split_data,
@@ -217,6 +218,11 @@ def test_training_lowers_the_loss(data: dict[str, Path], tmp_path: Path) -> None
     assert (tmp_path / "run" / "best.safetensors").is_file()
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [8, 16, 20]
+    # and with the Lovasz-softmax term in place of Dice
+    table = _config(data, 20, val_every=20).to_dict()
+    lovasz = TrainConfig.from_dict({**table, "loss": {"dice": 0.0, "lovasz": 0.5}})
+    result = train(lovasz, tmp_path / "lovasz", progress=False)
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
 
 
 def test_a_run_for_some_rates_trains_on_their_frames_and_serves_them_alone(
@@ -349,6 +355,24 @@ def test_a_run_fitted_to_its_minutes_times_itself_and_keeps_its_steps(
     rest = train(config, tmp_path / "fit", fit_minutes=0.15, progress=False)
     assert (rest.step, rest.total_steps) == (total, total)
     assert time.monotonic() - started < 0.15 * 60
+
+
+def test_the_lovasz_softmax_loss_by_hand() -> None:
+    # two pixels, labelled 0 and 1. Class 0: errors 0.2 (A), 0.4 (B); sorted B, A, the Jaccard
+    # loss after B is 1/2, after both 1: 0.4 * 1/2 + 0.2 * 1/2 = 0.3. Class 1: errors 0.2 (A),
+    # 0.4 (B); after B (its own pixel) the loss is 1, A adds none: 0.4. Mean 0.35.
+    probs = torch.tensor([[[[0.8, 0.4]], [[0.2, 0.6]]]])
+    labels = torch.tensor([[[0, 1]]])
+    assert lovasz_softmax(probs, labels).item() == pytest.approx(0.35)
+    onehot = torch.nn.functional.one_hot(labels, 2).permute(0, 3, 1, 2).float()
+    assert lovasz_softmax(onehot, labels).item() == 0.0
+    # a class absent from the labels is left out of the mean: both pixels labelled 0, errors 0.2
+    # (A) and 0.6 (B); after B the loss is 1/2, after both 1: 0.6 * 1/2 + 0.2 * 1/2
+    assert lovasz_softmax(probs, torch.zeros_like(labels)).item() == pytest.approx(0.4)
+    table = {"model": "unet_s", "data": {"train": ["d"], "val": ["v"]}, "optim": {"steps": 1}}
+    assert TrainConfig.from_dict({**table, "loss": {"lovasz": 0.5}}).loss.lovasz == 0.5
+    with pytest.raises(InputError, match="must not be negative"):
+        TrainConfig.from_dict({**table, "loss": {"lovasz": -1.0}})
 
 
 def test_the_steps_that_fit_a_wall_time() -> None:

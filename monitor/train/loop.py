@@ -50,6 +50,8 @@ Configuration (TOML; relative paths are relative to the working directory)::
     class_weights = "auto"       # "auto" (inverse square root of the pixel shares), "none" or
                                  # [noise, LTE, NR]
     dice = 0.5                   # weight of a soft Dice term added to the cross-entropy, 0 = none
+    lovasz = 0.0                 # weight of a Lovasz-softmax term (a convex surrogate of the
+                                 # Jaccard loss, which mean IoU measures), 0 = none
     [augment]                    # monitor.train.augment.AugmentConfig; crop = 0: whole frames
     crop = [128, 128]
     [run]
@@ -202,10 +204,12 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Cross-entropy on logits, optionally class-weighted, plus an optional soft Dice term."""
+    """Cross-entropy on logits, optionally class-weighted, plus optional soft Dice and
+    Lovasz-softmax terms."""
 
     class_weights: str | tuple[float, ...] = "auto"
     dice: float = 0.0
+    lovasz: float = 0.0
 
     def __post_init__(self) -> None:
         weights = self.class_weights
@@ -215,8 +219,8 @@ class LossConfig:
             len(weights) != len(CLASS_NAMES) or any(w <= 0 for w in weights)
         ):
             raise ValueError(f"loss.class_weights needs {len(CLASS_NAMES)} positive weights")
-        if self.dice < 0:
-            raise ValueError("loss.dice must not be negative")
+        if self.dice < 0 or self.lovasz < 0:
+            raise ValueError("loss.dice and loss.lovasz must not be negative")
 
 
 @dataclass(frozen=True)
@@ -441,8 +445,7 @@ def train(
                dynamic_ncols=True)
     with _stop_requests() as stop_requested:
         for inputs, labels, _ in loader:
-            losses.append(_step(model, optimizer, inputs, labels, weights, config.loss.dice,
-                                dtype))
+            losses.append(_step(model, optimizer, inputs, labels, weights, config.loss, dtype))
             scheduler.step()
             state.step += 1
             running = losses[-1] if math.isnan(running) else 0.95 * running + 0.05 * losses[-1]
@@ -488,13 +491,15 @@ def _loader(samples: AugmentedFrames, config: TrainConfig, start: int, stop: int
 
 
 def _step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-          labels: torch.Tensor, weights: torch.Tensor, dice: float, dtype: torch.dtype) -> float:
+          labels: torch.Tensor, weights: torch.Tensor, terms: LossConfig,
+          dtype: torch.dtype) -> float:
     """One optimisation step on a batch; its loss."""
     model.train()
     device = weights.device
     with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         logits = model(inputs.to(device, non_blocking=True))
-        loss = _loss(logits, labels.to(device, non_blocking=True), weights, dice)
+        loss = _loss(logits, labels.to(device, non_blocking=True), weights, terms.dice,
+                     terms.lovasz)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -512,7 +517,7 @@ def _time_run(config: TrainConfig, model: nn.Module, samples: AugmentedFrames,
     dtype = PRECISIONS[config.run.precision]
     marks = []
     for inputs, labels, _ in _loader(samples, config, 0, FIT_PROBE_STEPS, device):
-        _step(probe, optimizer, inputs, labels, weights, config.loss.dice, dtype)
+        _step(probe, optimizer, inputs, labels, weights, config.loss, dtype)
         marks.append(time.monotonic())
     step_s = (marks[-1] - marks[FIT_WARM_STEPS - 1]) / (FIT_PROBE_STEPS - FIT_WARM_STEPS)
     few = val_idx[: 2 * config.optim.batch_size]
@@ -800,9 +805,11 @@ def _class_weights(loss: LossConfig, frames: FrameSet, indices: list[int]) -> to
 
 
 def _loss(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice: float
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice: float,
+    lovasz: float = 0.0,
 ) -> torch.Tensor:
-    """Cross-entropy on logits (weighted), plus ``dice`` times the soft Dice loss."""
+    """Cross-entropy on logits (weighted), plus ``dice`` times the soft Dice loss and
+    ``lovasz`` times the Lovasz-softmax loss."""
     loss = F.cross_entropy(logits, labels, weight=weights)
     if dice > 0:
         probs = probabilities(logits)
@@ -810,7 +817,31 @@ def _loss(
         inter = (probs * onehot).sum(dim=(0, 2, 3))
         total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
         loss = loss + dice * (1.0 - ((2.0 * inter + 1.0) / (total + 1.0)).mean())
+    if lovasz > 0:
+        loss = loss + lovasz * lovasz_softmax(probabilities(logits.float()), labels)
     return loss
+
+
+def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The Lovasz-softmax loss (Berman, Rannen Triki and Blaschko, CVPR 2018): for each class
+    present in the batch, the Lovasz extension of its Jaccard loss at the pixels' errors, a
+    convex surrogate whose minimum is the batch's best intersection over union; averaged over
+    those classes. ``probs`` (N, C, H, W), ``labels`` (N, H, W).
+    """
+    flat = probs.permute(0, 2, 3, 1).reshape(-1, probs.shape[1])
+    truth = labels.reshape(-1)
+    losses = []
+    for c in range(flat.shape[1]):
+        fg = (truth == c).to(flat.dtype)
+        if not fg.any():
+            continue
+        errors, order = (fg - flat[:, c]).abs().sort(descending=True)
+        fg = fg[order]
+        present = fg.sum()
+        jaccard = 1.0 - (present - fg.cumsum(0)) / (present + (1.0 - fg).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+        losses.append(torch.dot(errors, jaccard))
+    return torch.stack(losses).mean() if losses else probs.sum() * 0.0
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
