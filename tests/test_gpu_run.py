@@ -41,7 +41,7 @@ def test_the_gpu_run_trains_tunes_and_evaluates_in_its_time(tmp_path: Path) -> N
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     card = json.loads((out / "tuned.json").read_text())
     total = card["training"]["total_steps"]
-    assert 30 < total < 40_000 and steps[-1] == total
+    assert 5 < total < 40_000 and steps[-1] == total  # more than the warm-up
     assert "--fit-minutes" in card["training"]["command"]
     weights = tmp_path / "tuned.safetensors"
     weights.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("weights.part-*"))))
