@@ -124,6 +124,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "TrainResult",
+    "lovasz_softmax",
     "pick_device",
     "resolve_config",
     "segment",
@@ -132,6 +133,8 @@ __all__ = [
     "validate",
 ]
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT = "ckpt-last.pt"
 BEST = "best"
 CHECKPOINT_FORMAT = "prmnet-train/1"
@@ -139,8 +142,6 @@ CLASS_WEIGHT_FRAMES = 256
 UNCOMPARED = {"run": ("threads", "workers", "device", "deterministic")}
 """Settings a run may change when it resumes: they do not change what it computes (beyond the
 last bits, for ``deterministic``)."""
-log = logging.getLogger(__name__)
-
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 """``run.precision``: the type of the forward pass and the loss (autocast but for fp32)."""
 FIT_PROBE_STEPS = 30
@@ -521,10 +522,11 @@ def _time_run(config: TrainConfig, model: nn.Module, samples: AugmentedFrames,
         marks.append(time.monotonic())
     step_s = (marks[-1] - marks[FIT_WARM_STEPS - 1]) / (FIT_PROBE_STEPS - FIT_WARM_STEPS)
     few = val_idx[: 2 * config.optim.batch_size]
+    if not few:
+        return step_s, 0.0
     started = time.monotonic()
     validate(probe, val_frames, few, device, config.optim.batch_size)
-    val_s = (time.monotonic() - started) * len(val_idx) / len(few)
-    return step_s, val_s
+    return step_s, (time.monotonic() - started) * len(val_idx) / len(few)
 
 
 def _fitted_steps(config: TrainConfig, seconds: float, step_s: float, val_s: float) -> int:
@@ -823,10 +825,11 @@ def _loss(
 
 
 def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The Lovasz-softmax loss (Berman, Rannen Triki and Blaschko, CVPR 2018): for each class
-    present in the batch, the Lovasz extension of its Jaccard loss at the pixels' errors, a
-    convex surrogate whose minimum is the batch's best intersection over union; averaged over
-    those classes. ``probs`` (N, C, H, W), ``labels`` (N, H, W).
+    """The Lovasz-softmax loss (Berman, Rannen Triki and Blaschko, CVPR 2018), averaged over the
+    classes present in the batch: for each, the Lovasz extension (the convex closure) of its
+    Jaccard loss over the batch's pixels, taken at their errors ``|[label = c] - p_c|``. At
+    errors of 0 or 1 it is that class's Jaccard loss, 1 - IoU, so it optimises what mean IoU
+    measures. ``probs`` (N, C, H, W), ``labels`` (N, H, W).
     """
     flat = probs.permute(0, 2, 3, 1).reshape(-1, probs.shape[1])
     truth = labels.reshape(-1)
