@@ -499,8 +499,7 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tens
     device = weights.device
     with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         logits = model(inputs.to(device, non_blocking=True))
-        loss = _loss(logits, labels.to(device, non_blocking=True), weights, terms.dice,
-                     terms.lovasz)
+        loss = _loss(logits, labels.to(device, non_blocking=True), weights, terms)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -807,20 +806,19 @@ def _class_weights(loss: LossConfig, frames: FrameSet, indices: list[int]) -> to
 
 
 def _loss(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dice: float,
-    lovasz: float = 0.0,
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, terms: LossConfig
 ) -> torch.Tensor:
-    """Cross-entropy on logits (weighted), plus ``dice`` times the soft Dice loss and
-    ``lovasz`` times the Lovasz-softmax loss."""
+    """Cross-entropy on logits (weighted), plus ``terms.dice`` times the soft Dice loss and
+    ``terms.lovasz`` times the Lovasz-softmax loss."""
     loss = F.cross_entropy(logits, labels, weight=weights)
-    if dice > 0:
+    if terms.dice > 0:
         probs = probabilities(logits)
         onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
         inter = (probs * onehot).sum(dim=(0, 2, 3))
         total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-        loss = loss + dice * (1.0 - ((2.0 * inter + 1.0) / (total + 1.0)).mean())
-    if lovasz > 0:
-        loss = loss + lovasz * lovasz_softmax(probabilities(logits.float()), labels)
+        loss = loss + terms.dice * (1.0 - ((2.0 * inter + 1.0) / (total + 1.0)).mean())
+    if terms.lovasz > 0:
+        loss = loss + terms.lovasz * lovasz_softmax(probabilities(logits.float()), labels)
     return loss
 
 
