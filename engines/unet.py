@@ -125,6 +125,12 @@ class UNet(nn.Module):
         )
 
     @property
+    def widths(self) -> list[int]:
+        """Channels at each level, full resolution first."""
+        return [self.stem.block[0].out_channels,
+                *(block.block[0].out_channels for block in self.down)]
+
+    @property
     def row_multiple(self) -> int:
         """The input heights it takes are multiples of this."""
         return 2**self.depth * self.time_pool

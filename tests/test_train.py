@@ -321,6 +321,15 @@ def test_init_starts_from_a_checkpoint_with_the_same_tensors(
         twin, _ = load_checkpoint(without)
         with torch.inference_mode():
             assert torch.allclose(model(x), twin(x), atol=1e-5)
+    # and a wider U-Net as the narrower one it was widened from
+    narrow = _untrained(tmp_path, "unet-narrow", model="unet_s", base_width=4)
+    model = create_model("unet_s", base_width=8).eval()
+    _initialise(model, str(narrow))
+    twin, _ = load_checkpoint(narrow)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), twin(x), atol=1e-5)
+    with pytest.raises(InputError, match="cannot widen"):
+        _initialise(create_model("unet_s", base_width=3), str(narrow))
     bad = _untrained(tmp_path, "unet", model="unet_s")
     with pytest.raises(InputError, match="do not fit"):
         train(TrainConfig.from_dict({**config.to_dict(), "init": str(bad)}), tmp_path / "bad",
@@ -695,6 +704,20 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     assert (f"Test data: {data['val']}, made by `prmnet synth dataset {data['val']} --frames 3 "
             "--rates 1.92e6 --seed 12`.") in report
     assert "test" in json.loads((tmp_path / "run" / "best.json").read_text())["metrics"]
+    # on its own training frames only when asked, and then its card is left alone
+    on_train = ["eval", str(best), "--data", str(data["train"]), "--limit", "1"]
+    with pytest.raises(InputError, match="--training-data"):
+        args = parser.parse_args(on_train)
+        args.func(args)
+    card_before = (tmp_path / "run" / "best.json").read_text()
+    args = parser.parse_args([*on_train, "--training-data", "--worst-frames", "0"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "--training-data" in out and "training seeds allowed" in out and "## Pixels" in out
+    args = parser.parse_args([*on_train, "--training-data", "--record-metrics"])
+    with pytest.raises(InputError, match="leave out --record-metrics"):
+        args.func(args)
+    assert (tmp_path / "run" / "best.json").read_text() == card_before
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)

@@ -94,6 +94,8 @@ from engines.context import StripContext
 from engines.prmnet import CLASS_NAMES, MODEL_CONFIGS, create_model, probabilities
 from engines.selection import resolve_device
 from engines.time_pool import fold_weights
+from engines.unet import UNet
+from engines.widen import widen_unet
 from monitor.errors import InputError
 from monitor.train import CONFIG_DIR
 from monitor.train.augment import AugmentConfig
@@ -567,12 +569,19 @@ def _initialise(model: nn.Module, path: str) -> None:
     twin of a network that folds rows into channels (its first convolutions' weights shared out
     over the folded rows, :func:`engines.time_pool.fold_weights`: the same function to start),
     or of the same network without strip context (the context's convolutions start at zero,
-    :mod:`engines.context`: the same function too).
+    :mod:`engines.context`: the same function too), or of a narrower U-Net (widened,
+    :func:`engines.widen.widen_unet`: the same function again).
 
     Raises:
         InputError: for weights that cannot be read or do not fit the model.
     """
     source, _ = load_checkpoint(path)
+    if isinstance(source, UNet) and isinstance(model, UNet) and source.widths != model.widths:
+        try:
+            widen_unet(source, model)
+        except ValueError as exc:
+            raise InputError(f"init weights {path} do not fit the model: {exc}") from None
+        return
     weights = source.state_dict()
     if getattr(model, "time_fold", False) and not getattr(source, "time_fold", False):
         target = model.state_dict()
