@@ -606,7 +606,8 @@ def check_not_training_data(card: ModelCard, frames: FrameSet, name: str) -> Non
     if shared:
         raise InputError(
             f"the test data was drawn with seed {min(shared)}, like {name}'s training data: its "
-            f"frames are training frames; draw test data with another --seed"
+            f"frames are training frames; draw test data with another --seed (or give "
+            f"--training-data to measure how well {name} fits what it trained on)"
         )
 
 
