@@ -66,6 +66,7 @@ def widen_unet(source: UNet, target: UNet, generator: torch.Generator | None = N
 
 
 def _check_twins(source: UNet, target: UNet) -> None:
+    """Raise ValueError unless ``target`` is ``source`` at least as wide at every level."""
     same = ("depth", "num_classes", "in_chans", "time_pool", "time_fold")
     differ = [a for a in same if getattr(source, a) != getattr(target, a)]
     if differ:
