@@ -149,9 +149,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     help="also write the test and recording figures into each model's card")
     ev.add_argument("--training-data", action="store_true",
                     help="take --data drawn with a model's training seed: its figures there "
-                    "against those on test data tell a network short of capacity (the same) "
-                    "from one short of data (higher on what it trained on); not with "
-                    "--record-metrics")
+                    "against those on test data tell a network short of data (higher on what "
+                    "it trained on) from one held back by its capacity or by the task (the "
+                    "same); not with --record-metrics")
     ev.set_defaults(func=_eval)
 
 
