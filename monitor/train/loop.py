@@ -457,7 +457,7 @@ def train(
                             lr=f"{scheduler.get_last_lr()[0]:.2e}")
             state.elapsed = earlier + time.monotonic() - started
             out_of_time = max_minutes is not None and (
-                time.monotonic() - started >= 60 * max_minutes
+                time.monotonic() - called >= 60 * max_minutes
             )
             ending = out_of_time or stop_requested() or state.step >= stop
             # a run stopped before its first validation validates once, to leave weights
