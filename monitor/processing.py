@@ -15,8 +15,11 @@ themselves after; only what the tracker reads, the new rows' probabilities and p
 frame's classes, comes back to the host.
 
 The classes published and tracked are the carriers' (:func:`~monitor.occupancy.tracker.
-carrier_classes`: every signal pixel of a carrier takes the class its columns vote for), unless
-``raw_classes`` asks for each pixel's own.
+carrier_classes`: every signal pixel of a carrier takes the class its columns vote for, and a
+carrier an LTE cell's PSS names is LTE), unless ``raw_classes`` asks for each pixel's own. The
+cells are searched in the host's copy of the newest frame's samples every few seconds of
+stream (:class:`~monitor.occupancy.cells.CellWatch`); the frame a search falls on takes
+longer, which a live stream absorbs by skipping a frame or two, as it does any slow frame.
 
 A break in the stream (lost samples, seen as a jump in sample indices whatever lost them; a
 retune) ends the current stretch: open emissions close,
@@ -37,6 +40,7 @@ from monitor.dsp.frames import RollingFrames, pad_rows
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
 from monitor.dsp.staging import HostToDevice
+from monitor.occupancy.cells import SEARCH_EVERY, CellWatch, reach_columns
 from monitor.occupancy.emission import Emission
 from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes
 from monitor.sources.base import IQBlock
@@ -92,11 +96,15 @@ class Processor:
         fit_channels: log an emission wholly in view as the nominal 3GPP channel nearest to it.
         raw_classes: publish and track every pixel's own class; by default each carrier's
             pixels take the carrier's class (:func:`~monitor.occupancy.tracker.carrier_classes`).
+        lte_search_every: seconds of stream between two searches for LTE cells
+            (:class:`~monitor.occupancy.cells.CellWatch`), whose PSS names their carriers LTE;
+            None: no search.
     """
 
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,
                  close_after: float = 0.25, min_confidence: float = 0.0,
-                 fit_channels: bool = False, raw_classes: bool = False) -> None:
+                 fit_channels: bool = False, raw_classes: bool = False,
+                 lte_search_every: float | None = SEARCH_EVERY) -> None:
         if not 1 <= hop <= geometry.height:
             raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
         self.runner = runner
@@ -109,6 +117,8 @@ class Processor:
         self._spectrogram = StreamingSpectrogram(Spectrogram(geometry, device))
         self._frames = RollingFrames(geometry.height, geometry.width, device)
         self.tracker = Tracker(geometry, 0.0, close_after, min_confidence, fit_channels)
+        self.cells = (None if lte_search_every is None or raw_classes
+                      else CellWatch(geometry, lte_search_every))
         self.counts = ProcessorCounts()
         self.latest: FrameResult | None = None
         self._stretch_rows = 0      # rows in the current stretch
@@ -117,6 +127,7 @@ class Processor:
         self._next_sample: int | None = None  # first sample of the block expected next
         self._clock: StreamClock | None = None
         self._center_freq = 0.0
+        self._lte_reach = reach_columns(geometry)
 
     @contextmanager
     def _on_stream(self) -> Iterator[None]:
@@ -140,6 +151,8 @@ class Processor:
             closed += self._start_stretch(block, gap)
         self._next_sample = block.end_sample
         self.counts.samples += len(block.samples)
+        if self.cells is not None:
+            self.cells.push(block.samples)
         rows = self._spectrogram.push(self._to_device(block.samples))
         self.counts.rows += rows.shape[0]
         done = 0
@@ -176,6 +189,8 @@ class Processor:
             self.counts.retunes += int(block.retuned)
         self._spectrogram.reset()
         self._frames.reset()
+        if self.cells is not None:
+            self.cells.reset()
         self._stretch_rows = self._tracked_rows = 0
         self._next_frame_row = self.geometry.height
         self._center_freq = block.center_freq
@@ -210,13 +225,18 @@ class Processor:
         first_row = self._stretch_rows - new
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
         power = frame[held - new :].cpu().numpy()  # dBFS rows are float32 already
+        lte_centres: list[float] = []
         if self.raw_classes:
             chunk_classes = classes[held - new :].cpu().numpy()
         else:  # the whole frame's rows vote, not only the chunk's new ones
-            shown = carrier_classes(classes.cpu().numpy())
+            winners = classes.cpu().numpy()
+            if self.cells is not None:
+                lte_centres = self.cells.columns(winners)
+            shown = carrier_classes(winners, lte_centres, self._lte_reach)
             classes, chunk_classes = torch.from_numpy(shown), shown[held - new :]
         self._tracked_rows = self._stretch_rows
         self.counts.frames_segmented += 1
         self.counts.segment_seconds.append(time.perf_counter() - started)
         self.latest = self._result(frame, classes)
-        return self.tracker.update(first_row, chunk, power, chunk_classes)
+        return self.tracker.update(first_row, chunk, power, chunk_classes, lte_centres,
+                                   self._lte_reach)

@@ -74,3 +74,53 @@ def test_a_carrier_painted_in_both_classes_is_published_in_its_class(raw: bool) 
     assert 0.25 < nr_share < 0.35 if raw else nr_share == 0.0
     (emission,) = processor.tracker.close_all()
     assert emission.label == "LTE"
+
+
+class _AllNR(nn.Module):
+    """Logits calling every pixel NR, as a network might call a view inside an LTE carrier."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(x.shape[0], 3, *x.shape[2:])
+        logits[:, 2] = 5.0
+        return logits
+
+
+def _lte_blocks(frames: int) -> list[IQBlock]:
+    """Blocks of one frame each of a 20 MHz LTE carrier whose centre is in view (cell 86)."""
+    from monitor.synth.scene import SceneSpec, parse_carrier, render
+
+    n = G.height * G.samples_per_row
+    spec = SceneSpec(RATE, frames * n / RATE, [parse_carrier(
+        "lte:bw=20e6,offset=60e3,snr=3,load=0.7,cell=86")])
+    iq = render(spec, np.random.default_rng(2)).iq
+    return [IQBlock(iq[k * n : (k + 1) * n], k * n, 1.86e9, RATE, 1.0e9 + k * n / RATE)
+            for k in range(frames)]
+
+
+@pytest.mark.parametrize("search", [True, False])
+def test_an_lte_cell_names_the_carrier_the_network_calls_nr(search: bool) -> None:
+    runner = TorchRunner(_AllNR()).activate()
+    every = 2.0 if search else None
+    processor = Processor(runner, G, hop=G.height, lte_search_every=every)
+    for block in _lte_blocks(3):
+        processor.feed(block)
+    classes = processor.latest.classes.cpu().numpy()
+    (emission,) = processor.finish()
+    if search:
+        assert (classes == 1).all() and emission.label == "LTE"
+        assert [c.cell_id for c in processor.cells.cells] == [86]
+        assert processor.cells.searches == 1  # 120 ms of stream: one search, its cell held
+    else:
+        assert (classes == 2).all() and emission.label == "NR" and processor.cells is None
+
+
+def test_a_break_in_the_stream_drops_the_cells_and_searches_again() -> None:
+    runner = TorchRunner(_AllNR()).activate()
+    processor = Processor(runner, G, hop=G.height)
+    blocks = _lte_blocks(2)
+    processor.feed(blocks[0])
+    assert processor.cells.searches == 1 and processor.cells.cells
+    retuned = IQBlock(blocks[1].samples, blocks[1].first_sample, 1.9e9, RATE, blocks[1].time,
+                      retuned=True)
+    processor.feed(retuned)
+    assert processor.cells.searches == 2

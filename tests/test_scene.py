@@ -25,6 +25,7 @@ from monitor.synth.random_scene import (
 )
 from monitor.synth.scene import CarrierSpec, SceneSpec, parse_carrier, render
 from monitor.synth.truth import class_mask, energy_mask, sent_fraction, silent_as_noise
+from monitor.train.data import open_frames
 
 
 def _power(scene, geometry: Geometry) -> np.ndarray:
@@ -148,6 +149,10 @@ def test_dataset_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
     assert images.shape == (1, 256, 256) and images.dtype == np.float16
     manifest = json.loads((one / "dataset.json").read_text())
     assert manifest["request"]["frames"] == 5
+    # a frame's IQ, rendered again from the request, is the IQ its image was made of
+    frames = open_frames([one])
+    again = Spectrogram(Geometry.for_rate(frames.rate(3))).frame(frames.samples(3)).numpy()
+    assert np.array_equal(again.astype(np.float16), frames.raw(3)[0].astype(np.float16))
     # resuming finds every shard done; a different request is refused; the same one grown
     # keeps the shards it had
     generate_dataset(one, request, workers=1, progress=False)

@@ -158,3 +158,56 @@ def test_with_fit_channels_an_emission_in_view_is_logged_as_its_nominal_channel(
                                                    pytest.approx(centre + 2.5e6))
     assert nr.freq_low_hz == pytest.approx(FC - 128.5 * G.pixel_hz)
     assert nr.bandwidth_hz == pytest.approx(60 * G.pixel_hz)
+
+
+def _classes(runs: list[tuple[int, int, int]], rows: int = 32) -> np.ndarray:
+    """(rows, width) classes: noise but the (class, low, high) runs."""
+    c = np.zeros((rows, G.width), dtype=np.uint8)
+    for cls, low, high in runs:
+        c[:, low:high] = cls
+    return c
+
+
+REACH = 10e6 / G.pixel_hz  # the widest LTE carrier's half-width, in columns
+
+
+def test_an_lte_cell_names_a_view_inside_its_carrier_split_by_the_network() -> None:
+    """The view inside a carrier (signal edge to edge), painted NR | LTE | NR: its PSS makes
+    all of it LTE; without one the network's split stands."""
+    inside = _classes([(2, 0, 60), (1, 60, 200), (2, 200, G.width)])
+    assert (carrier_classes(inside, [130.0], REACH) == 1).all()
+    assert (carrier_classes(inside) == inside).all()
+
+
+def test_an_lte_cell_names_a_carrier_symmetric_about_it_not_its_neighbour() -> None:
+    # an LTE carrier in 40-100 (centre 70) painted NR, alone ...
+    alone = carrier_classes(_classes([(2, 40, 100), (2, 120, 200)]), [70.0], REACH)
+    assert (alone[:, 40:100] == 1).all() and (alone[:, 120:200] == 2).all()
+    # ... painted in both classes ...
+    split = carrier_classes(_classes([(1, 40, 80), (2, 80, 100)]), [70.0], REACH)
+    assert (split[:, 40:100] == 1).all()
+    # ... merged by the network with the NR carrier beside it (100-200), at either side of the
+    # view: the PSS gives the centre of one carrier, not its width, so the merger keeps its class
+    for merged in ([(2, 40, 200)], [(2, 0, 100)], [(2, 40, G.width)]):
+        classes = _classes(merged)
+        assert (carrier_classes(classes, [70.0], REACH) == classes).all()
+    # ... or missed by the network: a centre in noise names nothing
+    classes = _classes([(2, 120, 200)])
+    assert (carrier_classes(classes, [70.0], REACH) == classes).all()
+
+
+def test_an_emission_an_lte_cell_names_is_lte_and_logged_however_unsure_the_network() -> None:
+    t = _tracker()
+    power = np.full((64, G.width), -60.0, dtype=np.float32)
+    probs = _probs(64, [(2, 100, 140)])
+    probs[:, 100:140] = [0.4, 0.15, 0.45]  # NR wins, under the confidence asked for
+    t.min_confidence = 0.5
+    t.update(0, probs, power, carrier_classes(probs.argmax(-1)), [120.0], REACH)
+    t.update(64, probs, power)  # the next chunk has no search: the naming holds
+    (e,) = t.close_all()
+    assert e.label == "LTE"
+    assert e.confidence == pytest.approx(0.15)  # the mean LTE probability, as the log defines
+    t = _tracker()
+    t.min_confidence = 0.5
+    t.update(0, probs, power, carrier_classes(probs.argmax(-1)))
+    assert t.close_all() == [] and t.unconfident == 1

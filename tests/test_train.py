@@ -718,6 +718,11 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     with pytest.raises(InputError, match="leave out --record-metrics"):
         args.func(args)
     assert (tmp_path / "run" / "best.json").read_text() == card_before
+    # the classes as shown in full: the frames' IQ rendered again and searched for LTE cells
+    args = parser.parse_args(["eval", str(best), "--data", str(data["val"]), "--limit", "1",
+                              "--lte-cells", "--worst-frames", "0"])
+    assert args.func(args) == 0
+    assert "1 frames searched for LTE cells (`--lte-cells`)" in capsys.readouterr().out
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)

@@ -18,7 +18,10 @@ Carriers join the open emission whose frequency span overlaps theirs most (inter
 union at least ``MIN_OVERLAP``), whatever class they were given in this chunk; the rest open new
 emissions. An emission's class is decided when it closes, by the LTE and NR probability summed
 over all its pixels, and its confidence is the mean probability of that class: one carrier gives
-one emission even where the network wavers between the classes from frame to frame. An emission
+one emission even where the network wavers between the classes from frame to frame, unless an
+LTE cell's PSS named one of its carriers (``lte_centres``, :func:`lte_carriers`): then it is
+LTE, its confidence still the mean LTE probability (the log's definition), and it is logged
+whatever that is, as the PSS outweighs the network. An emission
 whose confidence is under ``min_confidence`` is not returned but counted (:attr:`Tracker.
 unconfident`): where the network paints noise as signal it does so in slivers of mean class
 probability well under a half, which would otherwise fill the log with short emissions. An
@@ -35,6 +38,7 @@ a carrier: counted (:attr:`Tracker.narrow`), not returned. The rule is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +51,7 @@ __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carrie
            "carriers", "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
+LTE = 1
 #: The monitor's default ``--min-confidence``: an emission is logged when its class is, on
 #: average over its pixels, more likely than not.
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -55,6 +60,8 @@ MIN_PIXELS = 2
 MIN_OVERLAP = 0.3
 MIN_SPLIT_SHARE = 0.15
 MIN_SPLIT_PIXELS = 4
+EDGE_COLUMNS = 3
+CENTRE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class _Open:
     pixels: int = 0
     edge_weight: float = 0.0
     edges_sum: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    lte_named: bool = False
 
 
 class Tracker:
@@ -124,7 +132,8 @@ class Tracker:
         return closed
 
     def update(self, first_row: int, probs: np.ndarray, power_db: np.ndarray,
-               classes: np.ndarray | None = None) -> list[Emission]:
+               classes: np.ndarray | None = None, lte_centres: Sequence[float] = (),
+               lte_reach: float = np.inf) -> list[Emission]:
         """Feed a chunk of rows; return the emissions that closed.
 
         Args:
@@ -133,12 +142,16 @@ class Tracker:
             power_db: float, (rows, width): pixel power, dBFS.
             classes: int, (rows, width): the class of every pixel, the argmax of ``probs``
                 where the caller has it already.
+            lte_centres, lte_reach: LTE cells' centres and the widest LTE carrier's half-width,
+                in columns (:func:`carrier_classes`): an emission a cell names is LTE.
         """
         rows = probs.shape[0]
         winner = probs.argmax(axis=-1) if classes is None else classes
         signal = winner != 0
         seen: set[int] = set()
-        for _, low, high in carriers(winner):
+        found = carriers(winner)
+        named = lte_carriers(winner, found, lte_centres, lte_reach)
+        for k, (_, low, high) in enumerate(found):
             on = signal[:, low:high].mean(axis=1) >= 0.5
             if not on.any():
                 continue
@@ -150,6 +163,7 @@ class Tracker:
                                first_row + int(active[-1]), low, high)
                 self._open.append(target)
             seen.add(id(target))
+            target.lte_named |= k in named
             target.last_row = first_row + int(active[-1])
             n_rows = int(active[-1] - active[0]) + 1
             target.rows_seen += n_rows
@@ -200,9 +214,9 @@ class Tracker:
             centre_px = g.width // 2
             low = self.center_freq + (e.low_px - centre_px - 0.5) * g.pixel_hz
             high = self.center_freq + (e.high_px - centre_px - 0.5) * g.pixel_hz
-            cls = max(e.class_sums, key=e.class_sums.__getitem__)
+            cls = LTE if e.lte_named else max(e.class_sums, key=e.class_sums.__getitem__)
             confidence = e.class_sums[cls] / max(e.pixels, 1)
-            if confidence < self.min_confidence:
+            if confidence < self.min_confidence and not e.lte_named:
                 self.unconfident += 1
                 continue
             if self.fit_channels:
@@ -245,23 +259,84 @@ def carriers(classes: np.ndarray) -> list[tuple[int, int, int]]:
     return sorted(out, key=lambda c: c[1])
 
 
-def carrier_classes(classes: np.ndarray) -> np.ndarray:
+def carrier_classes(classes: np.ndarray, lte_centres: Sequence[float] = (),
+                    lte_reach: float = np.inf) -> np.ndarray:
     """The classes with every signal pixel of a carrier given the carrier's class.
 
     Args:
         classes: integer (rows, width): the winning class of every pixel.
+        lte_centres: where an LTE carrier's PSS was found (:mod:`monitor.dsp.lte_sync`), in
+            columns from the view's low edge (column ``j`` spans ``[j, j + 1)``).
+        lte_reach: the widest LTE carrier's half-width (10 MHz), in columns.
 
     A carrier is one radio access technology, so where the network paints one in patches of LTE
     and NR, the minority patches are wrong: each carrier of :func:`carriers` (a span of signal
     columns, classed by its columns' votes) gives its class to all its signal pixels. Noise
     stays noise, and signal pixels outside every carrier (slivers too narrow or too rare to be
-    one) keep their class.
+    one) keep their class. Then the carriers an LTE PSS names (:func:`lte_carriers`) are LTE,
+    whatever their columns voted.
     """
     out = classes.copy()
-    for cls, low, high in carriers(classes):
+    found = carriers(classes)
+    named = lte_carriers(classes, found, lte_centres, lte_reach)
+    for k, (cls, low, high) in enumerate(found):
         block = out[:, low:high]
-        block[block != 0] = cls
+        block[block != 0] = LTE if k in named else cls
     return out
+
+
+def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
+                 centres: Sequence[float], reach: float) -> set[int]:
+    """Which of the carriers ``found`` (:func:`carriers` of ``classes``) an LTE PSS at one of
+    ``centres`` names (indices).
+
+    An LTE carrier is symmetric about its PSS and reaches at most ``reach`` (10 MHz) from it.
+    Of the signal span that holds a centre:
+
+    - where the view cuts the span on both sides, the view may lie inside the LTE carrier,
+      which the network, seeing no edge, can split into runs of both classes: every carrier
+      of the span at least half within ``reach`` of the centre is LTE;
+    - where the span is LTE-shaped about the centre (:func:`_lte_shaped`: its edges that the
+      view shows within ``reach``, the centre near its middle), it is the LTE carrier, split or
+      not by the network: all its carriers are LTE;
+    - otherwise the span holds the LTE carrier and others beside it, and the PSS gives the
+      centre of one, not its width: the carrier that holds the centre is LTE where it is
+      LTE-shaped itself, and a carrier of another shape (the network's merger of the LTE
+      carrier with a neighbour) keeps its class.
+
+    A centre outside every span (a carrier the network missed) names nothing: its width and
+    its rows are unknown.
+    """
+    width = classes.shape[1]
+    named = set()
+    for centre in centres:
+        for low, high in occupied_spans(classes != 0):
+            if not low <= centre < high:
+                continue
+            within = [k for k, (_, a, b) in enumerate(found) if a >= low and b <= high]
+            if low == 0 and high == width:
+                named.update(k for k in within
+                             if min(found[k][2], centre + reach) - max(found[k][1], centre - reach)
+                             >= 0.5 * (found[k][2] - found[k][1]))
+            elif _lte_shaped(low, high, width, centre, reach):
+                named.update(within)
+            else:
+                named.update(k for k in within if found[k][1] <= centre < found[k][2]
+                             and _lte_shaped(found[k][1], found[k][2], width, centre, reach))
+    return named
+
+
+def _lte_shaped(low: int, high: int, width: int, centre: float, reach: float) -> bool:
+    """Whether columns ``[low, high)`` can be one LTE carrier centred on ``centre``: each edge
+    the view shows within ``reach`` of it, and the centre in the middle, give or take the
+    network's error at the edges (``EDGE_COLUMNS`` and ``CENTRE_TOLERANCE`` of the width). An
+    edge the view cuts may lie anywhere beyond the view, but not short of the other's mirror.
+    """
+    below, above = centre - low, high - centre
+    tolerance = EDGE_COLUMNS + CENTRE_TOLERANCE * (high - low)
+    if low > 0 and (below > reach or above > below + tolerance):
+        return False
+    return not (high < width and (above > reach or below > above + tolerance))
 
 
 def _class_runs(column_class: np.ndarray, votes: np.ndarray) -> list[tuple[int, int, int]]:

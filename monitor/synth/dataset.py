@@ -47,10 +47,10 @@ from monitor.synth.random_scene import (
     draw_reference_scene,
     draw_scene,
 )
-from monitor.synth.scene import render
+from monitor.synth.scene import Scene, SceneSpec, render
 from monitor.synth.truth import class_mask, energy_mask
 
-__all__ = ["DatasetRequest", "generate_dataset", "read_request", "render_frame"]
+__all__ = ["DatasetRequest", "frame_samples", "generate_dataset", "read_request", "render_frame"]
 
 SHARD_SIZE = 64
 
@@ -104,20 +104,12 @@ def read_request(folder: str | Path) -> DatasetRequest | None:
 
 def render_frame(index: int, request: DatasetRequest) -> Frame:
     """Frame ``index`` of a data set: dB image, class mask, energy mask and its metadata."""
-    rng = np.random.default_rng(np.random.SeedSequence([request.seed, index]))
-    rate = request.rate_of(index)
-    geometry = Geometry.for_rate(rate)
-    if request.scenes == "reference":
-        spec = draw_reference_scene(rng, rate, geometry.frame_seconds, request.snr_db)
-    else:
-        spec = draw_scene(rng, rate, geometry.frame_seconds,
-                          SceneDistribution(snr_db=request.snr_db))
-    scene = render(spec, rng)
+    spec, scene, geometry = _render_scene(index, request)
     spectrogram = Spectrogram(geometry)
     image = spectrogram.frame(scene.iq[: geometry.frame_samples]).numpy()
     meta = {
         "index": index,
-        "sample_rate": rate,
+        "sample_rate": request.rate_of(index),
         "receiver": spec.receiver,
         "carriers": [asdict(c) for c in scene.carriers],
     }
@@ -127,6 +119,26 @@ def render_frame(index: int, request: DatasetRequest) -> Frame:
         energy_mask(scene, geometry),
         meta,
     )
+
+
+def frame_samples(index: int, request: DatasetRequest) -> np.ndarray:
+    """The IQ samples of frame ``index`` of a data set (rendered again: the same request and
+    index give the same samples)."""
+    _, scene, geometry = _render_scene(index, request)
+    return scene.iq[: geometry.frame_samples]
+
+
+def _render_scene(index: int, request: DatasetRequest) -> tuple[SceneSpec, Scene, Geometry]:
+    """Frame ``index``'s scene, drawn and rendered from its own seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([request.seed, index]))
+    rate = request.rate_of(index)
+    geometry = Geometry.for_rate(rate)
+    if request.scenes == "reference":
+        spec = draw_reference_scene(rng, rate, geometry.frame_seconds, request.snr_db)
+    else:
+        spec = draw_scene(rng, rate, geometry.frame_seconds,
+                          SceneDistribution(snr_db=request.snr_db))
+    return spec, render(spec, rng), geometry
 
 
 def generate_dataset(

@@ -152,6 +152,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "against those on test data tell a network short of data (higher on what "
                     "it trained on) from one held back by its capacity or by the task (the "
                     "same); not with --record-metrics")
+    ev.add_argument("--lte-cells", action="store_true",
+                    help="judge the classes as shown in full, as the monitor makes them: render "
+                    "each test frame's IQ again and search it for LTE cells, whose PSS names "
+                    "their carriers LTE (seconds a frame; the recordings are always searched)")
     ev.set_defaults(func=_eval)
 
 
@@ -227,7 +231,8 @@ def _eval(args: argparse.Namespace) -> int:
         if frames is not None:
             if not args.training_data:
                 check_not_training_data(card, frames, name)
-            result = evaluate(model, card, frames, name, args.limit, args.batch_size, device)
+            result = evaluate(model, card, frames, name, args.limit, args.batch_size, device,
+                              args.lte_cells)
             results.append(result)
             if gallery is None and args.worst_frames > 0:
                 worst = pick_frames(result.frame_mious, args.worst_frames)
@@ -254,7 +259,8 @@ def _eval(args: argparse.Namespace) -> int:
                           *(["--device", args.device] if args.device != "cpu" else []),
                           *(["--worst-frames", str(args.worst_frames)]
                             if frames is not None and args.worst_frames != 4 else []),
-                          *(["--training-data"] if args.training_data else [])])
+                          *(["--training-data"] if args.training_data else []),
+                          *(["--lte-cells"] if args.lte_cells else [])])
     data = ", ".join(_data_origin(d) for d in args.data)
     if args.training_data and data:
         data += (" (training seeds allowed: a model's figures on frames it trained on measure "

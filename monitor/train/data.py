@@ -38,6 +38,7 @@ from torch.utils.data import Dataset, Sampler
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import network_input
 from monitor.errors import InputError
+from monitor.synth.dataset import frame_samples, read_request
 from monitor.synth.truth import silent_as_noise
 from monitor.train.augment import AugmentConfig, augment_frame
 
@@ -107,6 +108,10 @@ class FrameSet(Dataset, ABC):
         """Frame ``index``'s sample rate, None where the data set does not say."""
         return None
 
+    def samples(self, index: int) -> np.ndarray | None:
+        """Frame ``index``'s IQ samples, None where the data set cannot give them."""
+        return None
+
     def __getitem__(self, index: int) -> Sample:
         image, mask, meta = self.raw(index)
         return self.to_input(image), torch.from_numpy(mask.astype(np.int64)), meta
@@ -172,6 +177,15 @@ class ShardFrames(FrameSet):
 
     def rate(self, index: int) -> float | None:
         return float(self.metas[index]["sample_rate"])
+
+    def samples(self, index: int) -> np.ndarray | None:
+        """Frame ``index``'s IQ, rendered again from its folder's request (a few tenths of a
+        second a frame); None for a folder without one."""
+        folder = int(np.searchsorted(np.cumsum(self._folder_frames), index, side="right"))
+        request = read_request(self.dirs[folder])
+        if request is None:
+            return None
+        return frame_samples(int(self.metas[index]["index"]), request)
 
     def energy(self, index: int) -> np.ndarray | None:
         k, j = self._locate(index)

@@ -46,6 +46,7 @@ from monitor.dsp.frames import pad_rows
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
+from monitor.occupancy.cells import cell_columns, find_frame_cells, reach_columns
 from monitor.occupancy.tracker import carrier_classes
 from monitor.sources.files import open_recording
 from monitor.synth.truth import CLASS_INDEX, carrier_region, silent_as_noise
@@ -121,7 +122,9 @@ class EvalResult:
         card: its model card.
         frames: frames evaluated.
         confusion: pixel counts over every frame.
-        shown: pixel counts of the classes as the monitor shows them (carrier classes).
+        shown: pixel counts of the classes as the monitor shows them (carrier classes; with the
+            carriers an LTE cell's PSS names made LTE where ``lte_cells`` searched for them).
+        lte_cells: frames searched for LTE cells (in IQ rendered again), and cells found.
         by_snr: pixel counts per SNR bin.
         frames_by_snr: frames per SNR bin.
         by_view: pixel counts per kind of view (see view_kind).
@@ -157,6 +160,7 @@ class EvalResult:
     frames: int = 0
     confusion: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     shown: ConfusionMatrix = field(default_factory=ConfusionMatrix)
+    lte_cells: tuple[int, int] = (0, 0)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
@@ -212,6 +216,7 @@ class EvalResult:
             "frames": self.frames,
             "pixels": self.confusion.summary(),
             "pixels_as_shown": self.shown.summary(),
+            "lte_cells": {"frames_searched": self.lte_cells[0], "found": self.lte_cells[1]},
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
@@ -246,8 +251,11 @@ class CaptureResult:
         frames: frames evaluated.
         rows: spectrogram rows evaluated (real rows only).
         counts: pixels given to each class (noise, LTE, NR).
-        shown_counts: the same for the classes as the monitor shows them (carrier classes).
+        shown_counts: the same for the classes as the monitor shows them (carrier classes,
+            with the carriers an LTE cell's PSS names made LTE).
         served: whether the sample rate is one the model was trained for.
+        cells: the LTE cells found in the frames (:mod:`monitor.occupancy.cells`), as
+            ``"PCI (duplex)"``, each once.
     """
 
     recording: str
@@ -259,6 +267,7 @@ class CaptureResult:
     counts: list[int]
     shown_counts: list[int]
     served: bool
+    cells: list[str] = field(default_factory=list)
 
     def as_shown(self) -> CaptureResult:
         """The same recording judged on the classes as the monitor shows them."""
@@ -312,6 +321,7 @@ class CaptureResult:
             "signal_shares": self.signal_shares, "passed": passed, "reason": reason,
             "as_shown": {"shares": shown.shares, "signal_shares": shown.signal_shares,
                          "passed": shown_passed, "reason": shown_reason},
+            "lte_cells": self.cells,
         })
 
 
@@ -345,9 +355,15 @@ def evaluate(
     limit: int | None = None,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
+    lte_cells: bool = False,
 ) -> EvalResult:
     """Run ``model`` on the frames (of the first ``limit``, those at rates it serves) and
     measure everything.
+
+    With ``lte_cells``, the classes as shown are the monitor's in full: each frame's IQ is
+    rendered again (:meth:`~monitor.train.data.FrameSet.samples`) and searched for LTE cells
+    (:func:`~monitor.occupancy.cells.find_frame_cells`), whose PSS names their carriers LTE.
+    That costs seconds a frame.
 
     Raises:
         InputError: if the frames do not fit the model (channels, image size).
@@ -377,8 +393,9 @@ def evaluate(
         prediction = segment(model, inputs).cpu()
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
-        result.shown.update(torch.stack([torch.from_numpy(carrier_classes(p.numpy()))
-                                         for p in prediction]), labels)
+        shown = [_shown(p.numpy(), frames, i, card, result if lte_cells else None)
+                 for i, p in zip(indices, prediction, strict=True)]
+        result.shown.update(torch.from_numpy(np.stack(shown)), labels)
         for i, pred, truth, meta in zip(indices, prediction, labels, metas, strict=True):
             spans = predicted_carriers(pred)
             if "carriers" in meta:
@@ -401,6 +418,20 @@ def evaluate(
     result.frames = len(served)
     result.seconds_per_frame = seconds / len(served)
     return result
+
+
+def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard,
+           searched: EvalResult | None) -> np.ndarray:
+    """A frame's classes as the monitor shows them; its LTE cells searched for and counted in
+    ``searched`` where given and where the frame's samples can be had."""
+    samples = None if searched is None else frames.samples(index)
+    if samples is None:
+        return carrier_classes(prediction)
+    geometry = card.geometry_for(float(frames.rate(index)))
+    cells = find_frame_cells(samples, geometry, prediction)
+    done, found = searched.lte_cells
+    searched.lte_cells = (done + 1, found + len(cells))
+    return carrier_classes(prediction, cell_columns(cells, geometry), reach_columns(geometry))
 
 
 def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
@@ -498,20 +529,27 @@ def evaluate_captures(
             spans = [(0, rows_total)] if rows_total else []
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
+        cells: dict[str, None] = {}
         for first_row, rows in spans:
-            samples = torch.from_numpy(rec.read(first_row * spr, rows * spr)).to(device)
-            x = network_input(spectrogram.rows(samples))
+            iq = rec.read(first_row * spr, rows * spr)
+            x = network_input(spectrogram.rows(torch.from_numpy(iq).to(device)))
             padded = pad_rows(x, geometry.height)
-            prediction = segment(model, padded[None])[0, :rows].cpu()
-            carrier_shown = torch.from_numpy(carrier_classes(prediction.numpy()))
-            counts += torch.bincount(prediction.reshape(-1), minlength=len(CLASS_NAMES))
-            shown += torch.bincount(carrier_shown.reshape(-1), minlength=len(CLASS_NAMES))
+            prediction = segment(model, padded[None])[0, :rows].cpu().numpy()
+            found = find_frame_cells(iq, geometry, prediction)
+            cells.update(dict.fromkeys(f"{c.cell_id} ({c.duplex})" for c in found))
+            carrier_shown = carrier_classes(prediction, cell_columns(found, geometry),
+                                            reach_columns(geometry))
+            counts += torch.bincount(torch.from_numpy(prediction).reshape(-1),
+                                     minlength=len(CLASS_NAMES))
+            shown += torch.bincount(torch.from_numpy(carrier_shown).reshape(-1),
+                                    minlength=len(CLASS_NAMES))
         results.append(CaptureResult(
             recording=entry["recording"], sample_rate=rec.sample_rate,
             present=list(entry.get("present", [])), absent=list(entry.get("absent", [])),
             frames=len(spans), rows=sum(r for _, r in spans), counts=counts.tolist(),
             shown_counts=shown.tolist(),
             served=card.serves(rec.sample_rate),
+            cells=list(cells),
         ))
     return results
 
@@ -685,7 +723,12 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
     lines = ["As the monitor shows them: every signal pixel of a carrier in the class most of the "
              "carrier's columns give it (a carrier is LTE or NR, not both; `prmnet-monitor "
              "--raw-classes` shows the network's own). The last column is the change in mean "
-             "IoU from the network's own classes.", "", *_class_header("change")]
+             "IoU from the network's own classes.", ""]
+    for r in results:
+        if r.lte_cells[0]:
+            lines += [f"{r.name}: {r.lte_cells[0]} frames searched for LTE cells (`--lte-cells`), "
+                      f"{r.lte_cells[1]} cells found; the carriers they name are LTE.", ""]
+    lines += _class_header("change")
     for r in results:
         s = r.shown.summary()
         change = s["miou"] - r.confusion.summary()["miou"]
@@ -923,8 +966,8 @@ def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
         count += f" and {_passed(others, shown=True)} of {len(others)}"
     lines = [f"## Real recordings: {name} ({count})", "",
              "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
-             "NR % of signal | verdict | as shown (carrier classes) |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+             "NR % of signal | verdict | as shown (carrier classes) | LTE cells (PCI) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in recs:
         ok, reason = r.verdict()
         shown_ok, shown_reason = r.as_shown().verdict()
@@ -934,7 +977,7 @@ def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
             f"| {r.recording} | {rate} | {', '.join(r.present) or 'none'} | {r.rows} | "
             f"{_pct(sh['noise'])} | {_pct(sh['LTE'])} | {_pct(sh['NR'])} | {_pct(sig['LTE'])} | "
             f"{_pct(sig['NR'])} | {'pass' if ok else 'FAIL'}: {reason} | "
-            f"{'pass' if shown_ok else 'FAIL'}: {shown_reason} |"
+            f"{'pass' if shown_ok else 'FAIL'}: {shown_reason} | {', '.join(r.cells) or '-'} |"
         )
     return [*lines, ""]
 

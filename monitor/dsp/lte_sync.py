@@ -1,0 +1,256 @@
+"""LTE cells found by their synchronisation signals: LTE beyond doubt, and which cell.
+
+Every LTE downlink carrier sends its PSS and SSS (36.211 6.11) twice in each 10 ms frame, idle
+or loaded, FDD or TDD, on the 62 subcarriers around the carrier's centre. Nothing else on the
+air sends them (NR's PSS is an m-sequence of 127). A spectrogram can leave the class of a
+carrier in doubt: a loaded LTE carrier that fills the view looks like flat noise, or like an NR
+carrier. Its PSS, correlated over a few half-frames, names it; its SSS confirms it and gives the
+cell's identity (PCI) and duplex mode.
+
+The search (:func:`find_lte_cells`), at the cell-search rate of 1.92 MS/s (128-sample symbols):
+
+1. One FFT of the samples. The PSS band (+-480 kHz) around a candidate centre is a window of
+   its bins: the band shifted to 0 Hz and resampled in one step.
+2. PSS: the window times each of the three PSS's conjugate spectra, transformed back, is the
+   correlation at every lag. The normalised correlation (1 for the PSS alone, about 1/62 for
+   noise) is averaged over the half-frames (5 ms) at each lag within one. Candidate centres
+   step half a subcarrier, so a PSS between two loses at most 0.9 dB.
+3. The PSS alone places a carrier only up to some whole numbers of subcarriers: a Zadoff-Chu
+   sequence shifted in frequency is nearly itself shifted in time, so centres a few
+   subcarriers off correlate almost as well. The SSS (m-sequences, without that property)
+   settles it: for the strongest PSS candidates of a carrier, the SSS symbol (one symbol before
+   the PSS for FDD, three for TDD), its subcarriers phased by the PSS's, is correlated with
+   the 168 SSS of the PSS's group in both half-frame orders. The best names the cell.
+
+A cell is declared where both averages exceed the thresholds at which noise alone would cross
+them once in ``1 / FALSE_ALARM`` searches (each average over ``K`` half-frames is a gamma
+variable of ``K`` times 62 degrees of freedom; :func:`threshold`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import scipy.fft
+from scipy.stats import gamma
+
+from monitor.synth.lte import pss_sequence, sss_sequence
+
+__all__ = ["FALSE_ALARM", "MIN_SPACING_HZ", "PSS_HALF_BAND_HZ", "STEP_HZ", "LteCell",
+           "find_lte_cells", "threshold"]
+
+SCS_HZ = 15e3
+RATE_HZ = 1.92e6
+SYMBOL = 128
+#: Half the band a PSS occupies, with its reserved subcarriers: a candidate centre needs this
+#: much of the view on each side.
+PSS_HALF_BAND_HZ = 32 * SCS_HZ
+HALF_FRAME = 9600  # samples at RATE_HZ
+#: Samples from the SSS's useful part to the PSS's (36.211 6.11.1.2, 6.11.2.2, normal CP):
+#: FDD, the symbol before (CP 9); TDD, symbol 13 of the subframe before against symbol 2.
+SSS_LEAD = {"FDD": SYMBOL + 9, "TDD": 3 * SYMBOL + 10 + 9 + 9}
+STEP_HZ = SCS_HZ / 2
+#: The narrowest LTE channel: two carriers' centres are at least this far apart.
+MIN_SPACING_HZ = 1.4e6
+#: Subcarriers a channel estimate is averaged over (135 kHz, within the coherence bandwidth of
+#: all but the most dispersive channels).
+SMOOTHING = 9
+#: PSS candidates of one carrier whose SSS is tried.
+SSS_CANDIDATES = 8
+#: The chance that noise alone yields a PSS candidate in one search, and the same for an SSS.
+FALSE_ALARM = 1e-3
+#: Degrees of freedom of one normalised correlation of noise (the subcarriers of a PSS or SSS).
+NOISE_DOF = 62
+_SUBCARRIERS = np.r_[-31:0, 1:32]  # the PSS's and SSS's, DC unused
+
+
+@dataclass(frozen=True)
+class LteCell:
+    """An LTE cell found in the samples.
+
+    Attributes:
+        centre_hz: the carrier's centre, Hz from the view's centre (within ``STEP_HZ / 2`` and
+            the receiver's frequency error).
+        cell_id: the physical cell identity, 0-503.
+        duplex: ``"FDD"`` or ``"TDD"``.
+        pss, sss: their normalised correlations averaged over the half-frames, 0-1.
+    """
+
+    centre_hz: float
+    cell_id: int
+    duplex: str
+    pss: float
+    sss: float
+
+
+@dataclass(frozen=True)
+class _Peak:
+    centre_hz: float
+    n_id2: int
+    lag: int
+    strength: float
+
+
+def threshold(half_frames: int, trials: int, false_alarm: float = FALSE_ALARM) -> float:
+    """The average normalised correlation that noise alone exceeds, in any of ``trials``
+    places, with probability ``false_alarm``."""
+    return float(gamma.isf(false_alarm / trials, half_frames, scale=1.0 / NOISE_DOF)
+                 / half_frames)
+
+
+def find_lte_cells(samples: np.ndarray, sample_rate: float, seconds: float = 0.02,
+                   low_hz: float | None = None, high_hz: float | None = None) -> list[LteCell]:
+    """The LTE cells whose PSS and SSS the samples hold, strongest first, one per carrier.
+
+    Args:
+        samples: complex baseband IQ at ``sample_rate``, the view's centre at 0 Hz.
+        sample_rate: Hz.
+        seconds: how much of the samples to search (whole half-frames of it; at least 5 ms).
+        low_hz, high_hz: search centres in this range only (Hz from the view's centre); by
+            default every centre whose PSS band lies within the view.
+
+    Raises:
+        ValueError: for fewer samples than one half-frame, or a view narrower than a PSS.
+    """
+    half_frames = int(min(seconds, len(samples) / sample_rate) * RATE_HZ / HALF_FRAME + 1e-9)
+    if half_frames < 1:
+        raise ValueError(f"an LTE cell search needs 5 ms of samples, got "
+                         f"{len(samples) / sample_rate * 1e3:.2f} ms")
+    edge = sample_rate / 2 - PSS_HALF_BAND_HZ
+    if edge < 0:
+        raise ValueError(f"a {sample_rate / 1e6:g} MS/s view is narrower than an LTE PSS")
+    low = -edge if low_hz is None else max(low_hz, -edge)
+    high = edge if high_hz is None else min(high_hz, edge)
+    if high < low:
+        return []
+    search = _Search(samples, sample_rate, half_frames)
+    centres = np.arange(np.ceil(low / STEP_HZ), np.floor(high / STEP_HZ) + 1) * STEP_HZ
+    pss_limit = threshold(half_frames, len(centres) * HALF_FRAME * 3)
+    peaks = [p for p in map(search.pss, centres) if p.strength > pss_limit]
+    cells = []
+    for group in _carriers(peaks):
+        sss_limit = threshold(half_frames, len(group) * 168 * 2 * len(SSS_LEAD))
+        best = max(map(search.sss, group), key=lambda c: c.sss)
+        if best.sss > sss_limit:
+            cells.append(best)
+    return sorted(cells, key=lambda c: -c.pss)
+
+
+class _Search:
+    """The samples' spectrum, and the PSS and SSS correlations at a candidate centre."""
+
+    def __init__(self, samples: np.ndarray, sample_rate: float, half_frames: int) -> None:
+        self.m = half_frames * HALF_FRAME
+        n = round(self.m * sample_rate / RATE_HZ)  # bin spacing sample_rate / n
+        self.half_frames = half_frames
+        self.bin_hz = sample_rate / n
+        self.spectrum = scipy.fft.fft(np.asarray(samples[:n], dtype=np.complex64))
+        offsets = np.fft.fftfreq(self.m, 1 / self.m).astype(np.int64)  # FFT order
+        self.offsets = offsets
+        self.in_band = np.abs(offsets) * self.bin_hz <= PSS_HALF_BAND_HZ
+        self.replicas = _pss_spectra(self.m)
+
+    def band(self, centre_hz: float) -> np.ndarray:
+        """The PSS band around ``centre_hz`` at 0 Hz, as a spectrum of ``m`` bins."""
+        bins = (round(centre_hz / self.bin_hz) + self.offsets) % len(self.spectrum)
+        return np.where(self.in_band, self.spectrum[bins], 0)
+
+    def pss(self, centre_hz: float) -> _Peak:
+        """The strongest PSS at ``centre_hz``: its group, lag and averaged correlation."""
+        band = self.band(centre_hz)
+        x = scipy.fft.ifft(band)
+        energy = np.maximum(_sliding_energy(x, SYMBOL), 1e-30)
+        corr = np.abs(scipy.fft.ifft(band[None] * self.replicas, axis=-1)) ** 2 / energy
+        mean = corr.reshape(3, self.half_frames, HALF_FRAME).mean(axis=1)
+        n_id2, lag = np.unravel_index(int(mean.argmax()), mean.shape)
+        return _Peak(float(centre_hz), int(n_id2), int(lag), float(mean[n_id2, lag]))
+
+    def sss(self, peak: _Peak) -> LteCell:
+        """The cell whose SSS best fits a PSS peak, in either duplex mode and half-frame order."""
+        x = scipy.fft.ifft(self.band(peak.centre_hz))
+        pss = pss_sequence(peak.n_id2)
+        best = (0.0, 0, "FDD")
+        for duplex, lead in SSS_LEAD.items():
+            scores = np.zeros((2, 168))
+            for h in range(self.half_frames):
+                start = peak.lag + h * HALF_FRAME
+                channel = _smooth(_subcarriers(x, start) * np.conj(pss))
+                z = _subcarriers(x, start - lead) * np.conj(channel)
+                power = max(float(np.sum(np.abs(z) ** 2)), 1e-30)
+                for order in range(2):  # whether this half-frame holds subframe 0 or 5
+                    table = _sss_table(peak.n_id2)[(h + order) % 2]
+                    scores[order] += np.abs(table.conj() @ z) ** 2 / power
+            order, n_id1 = np.unravel_index(int(scores.argmax()), scores.shape)
+            score = float(scores[order, n_id1]) / self.half_frames
+            if score > best[0]:
+                best = (score, int(n_id1), duplex)
+        return LteCell(peak.centre_hz, 3 * best[1] + peak.n_id2, best[2], peak.strength, best[0])
+
+
+def _carriers(peaks: list[_Peak]) -> list[list[_Peak]]:
+    """The peaks grouped by carrier: the strongest with every other closer to it than two
+    carriers' centres can be, in turn; the ``SSS_CANDIDATES`` strongest of each."""
+    left = sorted(peaks, key=lambda p: -p.strength)
+    groups = []
+    while left:
+        near = [p for p in left if abs(p.centre_hz - left[0].centre_hz) < MIN_SPACING_HZ]
+        groups.append(near[:SSS_CANDIDATES])
+        left = [p for p in left if p not in near]
+    return groups
+
+
+def _subcarriers(x: np.ndarray, start: int) -> np.ndarray:
+    """The 62 PSS/SSS subcarriers of the 128-sample symbol starting at ``start`` (circular)."""
+    symbol = np.take(x, np.arange(start, start + SYMBOL), mode="wrap")
+    return np.fft.fft(symbol)[_SUBCARRIERS] / np.sqrt(SYMBOL)
+
+
+def _smooth(channel: np.ndarray) -> np.ndarray:
+    """A channel estimate averaged over ``SMOOTHING`` neighbouring subcarriers.
+
+    One PSS symbol's estimate is as noisy as the symbol. The channel changes little over a few
+    subcarriers once the phase slope that the timing's fraction of a sample puts across them
+    is taken out, so the slope is measured (from neighbours' phase differences), removed, the
+    estimate averaged, and the slope put back.
+    """
+    slope = np.angle(np.sum(channel[1:] * np.conj(channel[:-1])))
+    ramp = np.exp(1j * slope * np.arange(len(channel)))
+    kernel = np.ones(SMOOTHING)
+    flat = channel * np.conj(ramp)
+    averaged = np.convolve(flat, kernel, "same") / np.convolve(np.ones(len(flat)), kernel, "same")
+    return averaged * ramp
+
+
+@cache
+def _pss_spectra(m: int) -> np.ndarray:
+    """The three PSS's conjugate spectra for correlation over ``m`` samples: (3, m).
+
+    Each replica is one useful OFDM symbol of unit energy.
+    """
+    out = np.zeros((3, m), dtype=np.complex64)
+    for n_id2 in range(3):
+        grid = np.zeros(SYMBOL, dtype=np.complex64)
+        grid[_SUBCARRIERS] = pss_sequence(n_id2)
+        symbol = np.fft.ifft(grid)
+        padded = np.zeros(m, dtype=np.complex64)
+        padded[:SYMBOL] = symbol / np.linalg.norm(symbol)
+        out[n_id2] = np.conj(np.fft.fft(padded))
+    return out
+
+
+@cache
+def _sss_table(n_id2: int) -> np.ndarray:
+    """SSS values of subframes 0 and 5 for every N_ID1 of a group: (2, 168, 62), unit energy."""
+    table = np.array([[sss_sequence(n_id1, n_id2, sf) for n_id1 in range(168)]
+                      for sf in (0, 5)])
+    return table / np.sqrt(62)
+
+
+def _sliding_energy(x: np.ndarray, length: int) -> np.ndarray:
+    """sum |x[i + k]|^2 for k < length, for every i (circular, as the correlation is)."""
+    power = np.abs(x) ** 2
+    wrapped = np.concatenate([power, power[: length - 1]])
+    cumulative = np.concatenate([[0.0], np.cumsum(wrapped)])
+    return cumulative[length : length + len(x)] - cumulative[: len(x)]

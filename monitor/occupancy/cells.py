@@ -1,0 +1,179 @@
+"""LTE cells in a frame's carriers: where to look for them, and the columns they name.
+
+The PSS search (:mod:`monitor.dsp.lte_sync`) costs a few milliseconds per candidate centre, so it
+looks only where the network painted signal and an LTE carrier's centre can lie
+(:func:`search_ranges`), likeliest first, and tries at most ``MAX_CENTRES`` centres. A cell found
+names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from monitor.bandwidths import LTE_BANDWIDTHS
+from monitor.dsp.geometry import Geometry
+from monitor.dsp.lte_sync import (
+    MIN_SPACING_HZ,
+    PSS_HALF_BAND_HZ,
+    STEP_HZ,
+    LteCell,
+    find_lte_cells,
+)
+from monitor.occupancy.tracker import occupied_spans
+
+__all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_columns",
+           "find_frame_cells", "reach_columns", "search_ranges"]
+
+#: Half the widest LTE channel (20 MHz): no LTE carrier reaches further from its centre.
+LTE_REACH_HZ = 10e6
+#: Samples searched: four half-frames, two of each SSS.
+SEARCH_SECONDS = 0.02
+#: Seconds of stream between two searches of a live stream: a cell does not come and go by the
+#: frame, and a search costs about 3 ms a candidate centre.
+SEARCH_EVERY = 2.0
+#: Candidate centres a search tries at most (about 0.6 s on one core), the likeliest places
+#: first (:func:`search_ranges`): enough for all of a 1.92-2.4 MS/s view; wider views are
+#: searched where their spans' edges put a centre, and beyond that in part.
+MAX_CENTRES = 192
+#: The network's error at a span's edges, in columns and as a share of its width.
+EDGE_COLUMNS = 3
+EDGE_SHARE = 0.05
+#: Half of each LTE channel bandwidth: where a carrier's centre lies from its edge.
+HALF_WIDTHS_HZ = tuple(sorted(bw / 2 for bw in LTE_BANDWIDTHS))
+
+
+def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, float]]:
+    """Where an LTE carrier's centre may lie, Hz from the view's centre, likeliest first.
+
+    - A span the view shows whole: around its middle, give or take the network's error at its
+      edges (``EDGE_COLUMNS`` and ``EDGE_SHARE`` of the width each way).
+    - A span the view cuts on one side: half an LTE channel (0.7-10 MHz) in from the edge it
+      shows, for each channel bandwidth, give or take the same error; a carrier whose centre
+      lies beyond the view shows no PSS. Then, last, all of it: the edge it shows may be the
+      receiver's filter, not a carrier's.
+    - A span the view cuts on both sides (the view inside a carrier): all of it, last.
+    """
+    width = classes.shape[1]
+    pixel = geometry.pixel_hz
+    whole, one_edge, cut = [], [], []
+    for low, high in occupied_spans(classes != 0):
+        low_hz, high_hz = _hz(low, geometry), _hz(high, geometry)
+        if low > 0 and high < width:
+            reach = EDGE_COLUMNS * pixel + EDGE_SHARE * (high_hz - low_hz)
+            whole.append((0.5 * (low_hz + high_hz) - reach, 0.5 * (low_hz + high_hz) + reach))
+        elif low > 0 or high < width:
+            edge, inward = (low_hz, 1.0) if low > 0 else (high_hz, -1.0)
+            for half in HALF_WIDTHS_HZ:
+                centre = edge + inward * half
+                if low_hz <= centre <= high_hz:
+                    reach = EDGE_COLUMNS * pixel + EDGE_SHARE * 2 * half
+                    one_edge.append((centre - reach, centre + reach))
+            cut.append((low_hz, high_hz))
+        else:
+            cut.append((low_hz, high_hz))
+    return [*_merged(whole), *_merged(one_edge), *_merged(cut)]
+
+
+def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarray,
+                     seconds: float = SEARCH_SECONDS) -> list[LteCell]:
+    """The LTE cells in a frame's signal spans (:func:`search_ranges`, at most
+    ``MAX_CENTRES`` candidate centres), one per carrier.
+
+    Args:
+        samples: the frame's IQ (at least 5 ms of it; the first ``seconds`` are searched).
+        geometry: the frame's geometry.
+        classes: (rows, width): the network's class of every pixel.
+    """
+    if len(samples) < 0.005 * geometry.sample_rate:
+        return []
+    cells: list[LteCell] = []
+    budget = MAX_CENTRES * STEP_HZ
+    edge = geometry.sample_rate / 2 - PSS_HALF_BAND_HZ  # a PSS beyond is partly out of view
+    for low, high in search_ranges(classes, geometry):
+        low, high = max(low, -edge), min(high, edge)
+        if budget <= 0:
+            break
+        if high < low:
+            continue
+        high = min(high, low + budget)
+        budget -= high - low + STEP_HZ
+        cells += [c for c in find_lte_cells(samples, geometry.sample_rate, seconds, low, high)
+                  if all(abs(c.centre_hz - k.centre_hz) >= MIN_SPACING_HZ for k in cells)]
+    return cells
+
+
+class CellWatch:
+    """The LTE cells of a stream, searched every ``every`` seconds of it.
+
+    It holds the newest frame's worth of samples (:meth:`push`); a search (:meth:`columns`, due
+    every ``every`` seconds of stream) looks in the signal spans of the frame segmented then,
+    and its cells hold until the next search, or until the stream breaks (:meth:`reset`): a
+    retune moves every carrier.
+
+    Args:
+        geometry: the stream's geometry.
+        every: seconds of stream between searches.
+    """
+
+    def __init__(self, geometry: Geometry, every: float = SEARCH_EVERY) -> None:
+        self.geometry = geometry
+        self.every_samples = max(1, round(every * geometry.sample_rate))
+        self.cells: list[LteCell] = []
+        self.searches = 0
+        self._blocks: deque[np.ndarray] = deque()
+        self._held = 0
+        self._since = self.every_samples  # the first frame is searched
+
+    def push(self, samples: np.ndarray) -> None:
+        """The stream's next samples (a block's, on the host)."""
+        self._blocks.append(samples)
+        self._held += len(samples)
+        self._since += len(samples)
+        while self._held - len(self._blocks[0]) >= self.geometry.frame_samples:
+            self._held -= len(self._blocks.popleft())
+
+    def reset(self) -> None:
+        """A break in the stream: the samples and cells held are of another stretch."""
+        self._blocks.clear()
+        self._held = 0
+        self._since = self.every_samples
+        self.cells = []
+
+    def columns(self, classes: np.ndarray) -> list[float]:
+        """The centres (:func:`cell_columns`) of the cells in force for a frame of ``classes``,
+        searching first where a search is due."""
+        if self._since >= self.every_samples:
+            held = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.complex64)
+            newest = held[-round(SEARCH_SECONDS * self.geometry.sample_rate):]
+            self.cells = find_frame_cells(newest, self.geometry, classes)
+            self.searches += 1
+            self._since = 0
+        return cell_columns(self.cells, self.geometry)
+
+
+def cell_columns(cells: list[LteCell], geometry: Geometry) -> list[float]:
+    """The cells' centres in columns from the view's low edge (column ``j`` spans ``[j, j+1)``)."""
+    return [c.centre_hz / geometry.pixel_hz + geometry.width // 2 + 0.5 for c in cells]
+
+
+def reach_columns(geometry: Geometry) -> float:
+    """``LTE_REACH_HZ`` in columns."""
+    return LTE_REACH_HZ / geometry.pixel_hz
+
+
+def _merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Ranges merged where they overlap, in order of frequency."""
+    merged: list[tuple[float, float]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _hz(column: float, geometry: Geometry) -> float:
+    """A column edge (``j`` is column ``j``'s low edge) in Hz from the view's centre."""
+    return (column - geometry.width // 2 - 0.5) * geometry.pixel_hz
