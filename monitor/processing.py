@@ -38,6 +38,7 @@ import torch
 from engines.backends.base import Runner
 from monitor.dsp.frames import RollingFrames, pad_rows
 from monitor.dsp.geometry import Geometry
+from monitor.dsp.lte_sync import LteCell
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
 from monitor.dsp.staging import HostToDevice
 from monitor.occupancy.cells import SEARCH_EVERY, CellWatch, reach_columns
@@ -75,6 +76,7 @@ class FrameResult:
         center_freq: RF centre of the view.
         sample_rate: samples per second.
         end_sample: absolute index of the sample after the frame's last row.
+        cells: the LTE cells in force (:class:`~monitor.occupancy.cells.CellWatch`).
     """
 
     rows_db: torch.Tensor
@@ -82,6 +84,7 @@ class FrameResult:
     center_freq: float
     sample_rate: float
     end_sample: int
+    cells: tuple[LteCell, ...] = ()
 
 
 class Processor:
@@ -206,6 +209,7 @@ class Processor:
             center_freq=self._center_freq,
             sample_rate=self.geometry.sample_rate,
             end_sample=self._clock.row_sample(self._stretch_rows) if self._clock else 0,
+            cells=tuple(self.cells.cells) if self.cells is not None else (),
         )
 
     def _segment(self) -> list[Emission]:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from monitor.dsp.geometry import Geometry
+from monitor.dsp.lte_sync import LteCell
 from monitor.gui.labels import carrier_labels
 from monitor.gui.ring import View, WaterfallRing
 from monitor.occupancy.tracker import StreamClock, Tracker
@@ -103,6 +104,19 @@ def test_labels_have_the_edges_the_tracker_logs(fit: bool, text: str) -> None:
         assert label.low_hz == pytest.approx(emission.freq_low_hz)
         assert label.high_hz == pytest.approx(emission.freq_high_hz)
     assert labels[0].text(G.pixel_hz) == text
+
+
+def test_a_label_names_the_lte_cells_centred_in_its_carrier() -> None:
+    classes = np.zeros((64, G.width), np.uint8)
+    classes[:, 30:90] = 1
+    classes[:, 150:230] = 2
+    view = View(FC, G.sample_rate, G.width, SPR)
+    inside = view.low_edge_hz + 60.5 * G.pixel_hz - FC
+    cells = [LteCell(inside, 86, "FDD", 0.5, 0.3), LteCell(-FC, 7, "TDD", 0.5, 0.3)]
+    labels = carrier_labels(classes, view, True, cells)
+    assert [c.cells for c in labels] == [(86,), ()]
+    assert labels[0].text(G.pixel_hz).endswith(", PCI 86")
+    assert "PCI" not in labels[1].text(G.pixel_hz)
 
 
 def test_rows_no_frame_showed_become_blank_lines() -> None:

@@ -4,16 +4,19 @@ The carriers are found exactly as the tracker finds a chunk's carriers
 (:func:`monitor.occupancy.tracker.carriers`) and given the channel the log gives them (the
 nominal 3GPP channel nearest to a carrier wholly in view; no label for a sliver too narrow to be
 a carrier; the painted pixels with ``--raw-edges``), so a label and the log agree on class and
-edges.
+edges. A carrier that holds an LTE cell's centre (:mod:`monitor.occupancy.cells`) is labelled with
+the cell's identity too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.dsp.lte_sync import LteCell
 from monitor.gui.ring import View
 from monitor.occupancy.channels import channel_edges, wholly_in_view
 from monitor.occupancy.tracker import LABELS, carriers
@@ -28,11 +31,13 @@ class CarrierLabel:
     Attributes:
         cls: 1 LTE, 2 NR.
         low_hz, high_hz: its edges, absolute RF frequency.
+        cells: the physical cell identities of the LTE cells centred in it.
     """
 
     cls: int
     low_hz: float
     high_hz: float
+    cells: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -47,15 +52,17 @@ class CarrierLabel:
         return self.high_hz - self.low_hz
 
     def text(self, pixel_hz: float) -> str:
-        """``NR 20.0 MHz @ 1860.0 MHz``, the centre to the precision of a pixel."""
+        """``NR 20.0 MHz @ 1860.0 MHz``, the centre to the precision of a pixel; ``, PCI 86``
+        after it for a carrier with an LTE cell."""
         decimals = max(1, math.ceil(-math.log10(pixel_hz / 1e6))) if pixel_hz > 0 else 1
         bandwidth = (f"{self.bandwidth_hz / 1e6:.1f} MHz" if self.bandwidth_hz >= 1e6
                      else f"{self.bandwidth_hz / 1e3:.0f} kHz")
-        return f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz"
+        cells = f", PCI {', '.join(map(str, self.cells))}" if self.cells else ""
+        return f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz{cells}"
 
 
-def carrier_labels(classes: np.ndarray, view: View,
-                   fit_channels: bool = True) -> list[CarrierLabel]:
+def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
+                   cells: Sequence[LteCell] = ()) -> list[CarrierLabel]:
     """The carriers in a class map, lowest frequency first.
 
     Args:
@@ -63,12 +70,18 @@ def carrier_labels(classes: np.ndarray, view: View,
         view: the frequencies of the map's columns.
         fit_channels: as the tracker's: a carrier wholly in view gets its nominal channel, and
             a sliver no label.
+        cells: the LTE cells in force (centres relative to ``view``'s centre).
     """
     out = []
     for cls, low, high in carriers(classes):
-        edges = (view.low_edge_hz + low * view.pixel_hz, view.low_edge_hz + high * view.pixel_hz)
+        low_hz, high_hz = (view.low_edge_hz + low * view.pixel_hz,
+                           view.low_edge_hz + high * view.pixel_hz)
+        ids = tuple(c.cell_id for c in cells
+                    if low_hz <= view.center_freq + c.centre_hz < high_hz)
+        edges: tuple[float, float] | None = (low_hz, high_hz)
         if fit_channels:
-            edges = channel_edges(LABELS[cls], *edges, wholly_in_view(low, high, classes.shape[1]))
+            edges = channel_edges(LABELS[cls], low_hz, high_hz,
+                                  wholly_in_view(low, high, classes.shape[1]))
         if edges is not None:
-            out.append(CarrierLabel(cls, *edges))
+            out.append(CarrierLabel(cls, *edges, ids))
     return out

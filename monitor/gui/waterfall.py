@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
+from monitor.dsp.lte_sync import LteCell
 from monitor.gui.labels import CarrierLabel, carrier_labels
 from monitor.gui.ring import View, WaterfallRing
 from monitor.processing import FrameResult
@@ -170,7 +171,7 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
             self.overlay.setRect(self._rect)
         self.waterfall.setYRange(top - height, top, padding=0)
         if frame.classes is not None:  # a skipped frame keeps the last segmented frame's labels
-            self._update_labels(frame.classes.cpu().numpy(), ring.view, top)
+            self._update_labels(frame.classes.cpu().numpy(), ring.view, top, frame.cells)
         self.draws += 1
         return True
 
@@ -262,8 +263,9 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
         self.traces["average"].setData(freqs, 10 * np.log10(self._average + 1e-30))
         self.traces["peak"].setData(freqs, self._peak)
 
-    def _update_labels(self, classes: np.ndarray, view: View, top: float) -> None:
-        self.labels = carrier_labels(classes, view, self.fit_channels)
+    def _update_labels(self, classes: np.ndarray, view: View, top: float,
+                       cells: Sequence[LteCell]) -> None:
+        self.labels = carrier_labels(classes, view, self.fit_channels, cells)
         while len(self._text_items) < len(self.labels):
             item = pg.TextItem(anchor=(0.5, 0.0), fill=pg.mkBrush(0, 0, 0, 160))
             self.waterfall.addItem(item, ignoreBounds=True)
