@@ -160,6 +160,8 @@ class Pipeline:
             self.stats.count_frame(is_segmented, latency)
         if self.processor.latest is not None and self.processor.latest is not self.latest:
             self.latest = self.processor.latest
+            self.stats.note_lte_cells([(c.cell_id, c.duplex, self.latest.center_freq + c.centre_hz)
+                                       for c in self.latest.cells])
             if self.on_frame is not None:
                 self.on_frame(self.latest)
         return emissions

@@ -180,14 +180,23 @@ CAPTURE_FAILURES = {
 }
 
 
+#: The LTE cells truth.json's notes say were decoded from the recordings.
+DECODED_CELLS = {"lte-fdd-1860-rtlsdr": {142, 86}, "lte-tdd-2585-rtlsdr": {66, 67, 68},
+                 "lte-2645-rtlsdr": {21, 22}}
+
+
 @pytest.mark.parametrize("entry", _captures())
 def test_a_real_recording_is_given_its_class(entry: dict, tmp_path: Path) -> None:
     """The class holding most of the logged band-time is one that is present, the absent class
     holds under 5 % of it; on the noise recording, the emissions cover under 2 % of the view."""
     name = entry["recording"]
-    log = tmp_path / f"{name}.jsonl"
+    log, stats = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.json"
     meta = CAPTURES / f"{name}.sigmf-meta"
-    assert monitor_main(["--replay", str(meta), "--headless", "--log", str(log)]) == 0
+    assert monitor_main(["--replay", str(meta), "--headless", "--log", str(log),
+                         "--stats", str(stats)]) == 0
+    cells = {c["pci"] for c in json.loads(stats.read_text())["lte_cells"]}
+    assert bool(cells) == ("LTE" in entry["present"]), cells
+    assert cells <= DECODED_CELLS.get(name, cells)
     rows = read_log(log)
     area = {label: sum(r["sample_count"] * (r["freq_high_hz"] - r["freq_low_hz"])
                        for r in rows if r["label"] == label) for label in ("LTE", "NR")}

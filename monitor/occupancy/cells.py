@@ -54,6 +54,10 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
       lies beyond the view shows no PSS. Then, last, all of it: the edge it shows may be the
       receiver's filter, not a carrier's.
     - A span the view cuts on both sides (the view inside a carrier): all of it, last.
+
+    The spans the view cuts are searched near the view's centre first (after the whole spans),
+    as one tunes a radio to the carrier one wants to see, and as a receiver's filter can make
+    an edge of a span that is no carrier's.
     """
     width = classes.shape[1]
     pixel = geometry.pixel_hz
@@ -73,7 +77,10 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
             cut.append((low_hz, high_hz))
         else:
             cut.append((low_hz, high_hz))
-    return [*_merged(whole), *_merged(one_edge), *_merged(cut)]
+    middle = MAX_CENTRES * STEP_HZ / 2
+    nearer = [(max(low, -middle), min(high, middle)) for low, high in cut
+              if max(low, -middle) < min(high, middle)]
+    return [*_merged(whole), *_merged(nearer), *_merged(one_edge), *_merged(cut)]
 
 
 def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarray,
@@ -97,7 +104,8 @@ def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarra
             break
         if high < low:
             continue
-        high = min(high, low + budget)
+        if high - low > budget:  # the middle of a range is its likeliest part
+            low, high = 0.5 * (low + high - budget), 0.5 * (low + high + budget)
         budget -= high - low + STEP_HZ
         cells += [c for c in find_lte_cells(samples, geometry.sample_rate, seconds, low, high)
                   if all(abs(c.centre_hz - k.centre_hz) >= MIN_SPACING_HZ for k in cells)]

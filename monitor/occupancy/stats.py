@@ -7,7 +7,8 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``center_freq``, ``stream_seconds``, ``samples_discarded``, ``frames_skipped``, ``emissions``,
 ``emissions_unconfident``, ``emissions_narrow``, ``gaps`` (``count`` and missing ``samples``),
 ``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured;
-``null`` when none was) and ``monitor_version``.
+``null`` when none was), ``lte_cells`` (every LTE cell found: ``pci``, ``duplex``, centre
+``freq_hz``) and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -67,6 +68,8 @@ class RunStats:
         emissions_narrow: emissions closed but not logged, wholly in view and too narrow to be a
             carrier of their class.
         queue_high_water: the most blocks ever waiting between reader and processing.
+        lte_cells: the LTE cells found, by (PCI, centre to the nearest 10 kHz): (duplex,
+            centre in Hz).
         wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
             :meth:`stop`).
     """
@@ -89,6 +92,7 @@ class RunStats:
     emissions: int = 0
     emissions_unconfident: int = 0
     emissions_narrow: int = 0
+    lte_cells: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
     queue_high_water: int = 0
     wall_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -141,6 +145,12 @@ class RunStats:
         with self._lock:
             self.emissions += 1
 
+    def note_lte_cells(self, cells: list[tuple[int, str, float]]) -> None:
+        """LTE cells found, as (PCI, duplex, centre in Hz, absolute)."""
+        with self._lock:
+            for pci, duplex, freq in cells:
+                self.lte_cells[(pci, round(freq / 1e4))] = (duplex, freq)
+
     def note_unlogged(self, unconfident: int, narrow: int) -> None:
         """The emissions closed so far that were too unconfident or too narrow to log."""
         with self._lock:
@@ -189,6 +199,8 @@ class RunStats:
                 "gaps": {"count": self.gaps, "samples": self.gap_samples},
                 "queue_high_water": self.queue_high_water,
                 "latency_ms": latency,
+                "lte_cells": [{"pci": pci, "duplex": duplex, "freq_hz": round(freq)}
+                              for (pci, _), (duplex, freq) in sorted(self.lte_cells.items())],
                 "monitor_version": __version__,
             }
 
