@@ -101,7 +101,8 @@ def threshold(half_frames: int, trials: int, false_alarm: float = FALSE_ALARM) -
 
 
 def find_lte_cells(samples: np.ndarray, sample_rate: float, seconds: float = 0.02,
-                   low_hz: float | None = None, high_hz: float | None = None) -> list[LteCell]:
+                   low_hz: float | None = None, high_hz: float | None = None,
+                   centres_hz: np.ndarray | None = None) -> list[LteCell]:
     """The LTE cells whose PSS and SSS the samples hold, strongest first, one per carrier.
 
     Args:
@@ -110,6 +111,7 @@ def find_lte_cells(samples: np.ndarray, sample_rate: float, seconds: float = 0.0
         seconds: how much of the samples to search (whole half-frames of it; at least 5 ms).
         low_hz, high_hz: search centres in this range only (Hz from the view's centre); by
             default every centre whose PSS band lies within the view.
+        centres_hz: search these centres (of the range's) only.
 
     Raises:
         ValueError: for fewer samples than one half-frame, or a view narrower than a PSS.
@@ -127,6 +129,8 @@ def find_lte_cells(samples: np.ndarray, sample_rate: float, seconds: float = 0.0
         return []
     search = _Search(samples, sample_rate, half_frames)
     centres = np.arange(np.ceil(low / STEP_HZ), np.floor(high / STEP_HZ) + 1) * STEP_HZ
+    if centres_hz is not None:
+        centres = np.asarray(centres_hz)[(centres_hz >= low) & (centres_hz <= high)]
     pss_limit = threshold(half_frames, len(centres) * HALF_FRAME * 3)
     peaks = [p for p in map(search.pss, centres) if p.strength > pss_limit]
     cells = []
@@ -181,7 +185,9 @@ class _Search:
                 power = max(float(np.sum(np.abs(z) ** 2)), 1e-30)
                 for order in range(2):  # whether this half-frame holds subframe 0 or 5
                     table = _sss_table(peak.n_id2)[(h + order) % 2]
-                    scores[order] += np.abs(table.conj() @ z) ** 2 / power
+                    # elementwise, not a matrix product: BLAS threads beside the network's
+                    # cost more than this small product
+                    scores[order] += np.abs((table * z).sum(axis=-1)) ** 2 / power
             order, n_id1 = np.unravel_index(int(scores.argmax()), scores.shape)
             score = float(scores[order, n_id1]) / self.half_frames
             if score > best[0]:
@@ -242,10 +248,11 @@ def _pss_spectra(m: int) -> np.ndarray:
 
 @cache
 def _sss_table(n_id2: int) -> np.ndarray:
-    """SSS values of subframes 0 and 5 for every N_ID1 of a group: (2, 168, 62), unit energy."""
+    """Conjugate SSS values of subframes 0 and 5 for every N_ID1 of a group: (2, 168, 62),
+    unit energy."""
     table = np.array([[sss_sequence(n_id1, n_id2, sf) for n_id1 in range(168)]
                       for sf in (0, 5)])
-    return table / np.sqrt(62)
+    return (np.conj(table) / np.sqrt(62)).astype(np.complex64)
 
 
 def _sliding_energy(x: np.ndarray, length: int) -> np.ndarray:

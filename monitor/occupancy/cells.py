@@ -8,6 +8,7 @@ names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -15,7 +16,6 @@ import numpy as np
 from monitor.bandwidths import LTE_BANDWIDTHS
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import (
-    MIN_SPACING_HZ,
     PSS_HALF_BAND_HZ,
     STEP_HZ,
     LteCell,
@@ -31,15 +31,15 @@ LTE_REACH_HZ = 10e6
 #: Samples searched: four half-frames, two of each SSS.
 SEARCH_SECONDS = 0.02
 #: Seconds of stream between two searches of a live stream: a cell does not come and go by the
-#: frame, and a search costs about 3 ms a candidate centre.
-SEARCH_EVERY = 2.0
-#: Candidate centres a search tries at most (about 0.6 s on one core), the likeliest places
+#: frame, and a search costs about 3 ms a candidate centre (0.4 s for all of a 1.92 MS/s view).
+SEARCH_EVERY = 5.0
+#: Candidate centres a search tries at most (about 0.8 s on one core), the likeliest places
 #: first (:func:`search_ranges`): enough for all of a 1.92-2.4 MS/s view; wider views are
 #: searched where their spans' edges put a centre, and beyond that in part.
-MAX_CENTRES = 192
+MAX_CENTRES = 256
 #: The network's error at a span's edges, in columns and as a share of its width.
 EDGE_COLUMNS = 3
-EDGE_SHARE = 0.05
+EDGE_SHARE = 0.02
 #: Half of each LTE channel bandwidth: where a carrier's centre lies from its edge.
 HALF_WIDTHS_HZ = tuple(sorted(bw / 2 for bw in LTE_BANDWIDTHS))
 
@@ -95,21 +95,21 @@ def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarra
     """
     if len(samples) < 0.005 * geometry.sample_rate:
         return []
-    cells: list[LteCell] = []
-    budget = MAX_CENTRES * STEP_HZ
     edge = geometry.sample_rate / 2 - PSS_HALF_BAND_HZ  # a PSS beyond is partly out of view
+    chosen: dict[int, None] = {}  # candidate centres, in steps from the view's centre
     for low, high in search_ranges(classes, geometry):
         low, high = max(low, -edge), min(high, edge)
-        if budget <= 0:
-            break
-        if high < low:
-            continue
-        if high - low > budget:  # the middle of a range is its likeliest part
-            low, high = 0.5 * (low + high - budget), 0.5 * (low + high + budget)
-        budget -= high - low + STEP_HZ
-        cells += [c for c in find_lte_cells(samples, geometry.sample_rate, seconds, low, high)
-                  if all(abs(c.centre_hz - k.centre_hz) >= MIN_SPACING_HZ for k in cells)]
-    return cells
+        steps = [k for k in range(math.ceil(low / STEP_HZ), math.floor(high / STEP_HZ) + 1)
+                 if k not in chosen]
+        room = MAX_CENTRES - len(chosen)
+        if len(steps) > room:  # the middle of a range is its likeliest part
+            first = (len(steps) - room) // 2
+            steps = steps[first : first + room]
+        chosen.update(dict.fromkeys(steps))
+    if not chosen:
+        return []
+    return find_lte_cells(samples, geometry.sample_rate, seconds,
+                          centres_hz=np.array(sorted(chosen), dtype=np.float64) * STEP_HZ)
 
 
 class CellWatch:
