@@ -18,8 +18,8 @@ The classes published and tracked are the carriers' (:func:`~monitor.occupancy.t
 carrier_classes`: every signal pixel of a carrier takes the class its columns vote for, and a
 carrier an LTE cell's PSS names is LTE), unless ``raw_classes`` asks for each pixel's own. The
 cells are searched in the host's copy of the newest frame's samples every few seconds of
-stream (:class:`~monitor.occupancy.cells.CellWatch`); the frame a search falls on takes
-longer, which a live stream absorbs by skipping a frame or two, as it does any slow frame.
+stream (:class:`~monitor.occupancy.cells.CellWatch`): live, on a thread of their own; in a
+replay, in the frame the search falls on, which then takes longer.
 
 A break in the stream (lost samples, seen as a jump in sample indices whatever lost them; a
 retune) ends the current stretch: open emissions close,
@@ -102,12 +102,15 @@ class Processor:
         lte_search_every: seconds of stream between two searches for LTE cells
             (:class:`~monitor.occupancy.cells.CellWatch`), whose PSS names their carriers LTE;
             None: no search.
+        lte_background: search on a thread of the search's own (a live stream), not in the
+            frame the search falls on (a replay: the same classes on every machine).
     """
 
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,
                  close_after: float = 0.25, min_confidence: float = 0.0,
                  fit_channels: bool = False, raw_classes: bool = False,
-                 lte_search_every: float | None = SEARCH_EVERY) -> None:
+                 lte_search_every: float | None = SEARCH_EVERY,
+                 lte_background: bool = False) -> None:
         if not 1 <= hop <= geometry.height:
             raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
         self.runner = runner
@@ -121,7 +124,7 @@ class Processor:
         self._frames = RollingFrames(geometry.height, geometry.width, device)
         self.tracker = Tracker(geometry, 0.0, close_after, min_confidence, fit_channels)
         self.cells = (None if lte_search_every is None or raw_classes
-                      else CellWatch(geometry, lte_search_every))
+                      else CellWatch(geometry, lte_search_every, lte_background))
         self.counts = ProcessorCounts()
         self.latest: FrameResult | None = None
         self._stretch_rows = 0      # rows in the current stretch

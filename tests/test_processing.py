@@ -11,6 +11,7 @@ from torch import nn
 from engines.backends.torch_runner import TorchRunner
 from engines.prmnet import create_model
 from monitor.dsp.geometry import Geometry
+from monitor.occupancy.cells import CellWatch
 from monitor.processing import Processor
 from monitor.sources.base import IQBlock
 
@@ -124,3 +125,18 @@ def test_a_break_in_the_stream_drops_the_cells_and_searches_again() -> None:
                       retuned=True)
     processor.feed(retuned)
     assert processor.cells.searches == 2
+
+
+def test_a_live_stream_searches_on_a_thread_and_takes_the_cells_when_found() -> None:
+    watch = CellWatch(G, every=2.0, background=True)
+    block = _lte_blocks(1)[0].samples
+    watch.push(block)
+    classes = np.full((G.height, G.width), 2, np.uint8)
+    assert watch.columns(classes) == []  # the search has only started
+    watch._pending.result(timeout=60)
+    (column,) = watch.columns(classes)
+    assert column == pytest.approx(G.width // 2 + 0.5 + 60e3 / G.pixel_hz, abs=1)
+    assert watch.searches == 1
+    watch.push(block)
+    watch.reset()  # a break: the cells held and any search still running are of the past
+    assert watch.cells == [] and watch._pending is None

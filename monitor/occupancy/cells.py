@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,12 +29,12 @@ __all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_
 
 #: Half the widest LTE channel (20 MHz): no LTE carrier reaches further from its centre.
 LTE_REACH_HZ = 10e6
-#: Samples searched: four half-frames, two of each SSS.
-SEARCH_SECONDS = 0.02
+#: Samples searched: a frame's 40 ms, eight half-frames.
+SEARCH_SECONDS = 0.04
 #: Seconds of stream between two searches of a live stream: a cell does not come and go by the
-#: frame, and a search costs about 3 ms a candidate centre (0.4 s for all of a 1.92 MS/s view).
+#: frame, and a search costs about 6 ms a candidate centre (0.8 s for all of a 1.92 MS/s view).
 SEARCH_EVERY = 5.0
-#: Candidate centres a search tries at most (about 0.8 s on one core), the likeliest places
+#: Candidate centres a search tries at most (about 1.6 s on one core), the likeliest places
 #: first (:func:`search_ranges`): enough for all of a 1.92-2.4 MS/s view; wider views are
 #: searched where their spans' edges put a centre, and beyond that in part.
 MAX_CENTRES = 256
@@ -54,6 +55,8 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
       lies beyond the view shows no PSS. Then, last, all of it: the edge it shows may be the
       receiver's filter, not a carrier's.
     - A span the view cuts on both sides (the view inside a carrier): all of it, last.
+    - Last of all, the rest of every span: a network that paints a carrier in pieces puts the
+      middles of its pieces anywhere.
 
     The spans the view cuts are searched near the view's centre first (after the whole spans),
     as one tunes a radio to the carrier one wants to see, and as a receiver's filter can make
@@ -61,9 +64,10 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
     """
     width = classes.shape[1]
     pixel = geometry.pixel_hz
-    whole, one_edge, cut = [], [], []
+    whole, one_edge, cut, every = [], [], [], []
     for low, high in occupied_spans(classes != 0):
         low_hz, high_hz = _hz(low, geometry), _hz(high, geometry)
+        every.append((low_hz, high_hz))
         if low > 0 and high < width:
             reach = EDGE_COLUMNS * pixel + EDGE_SHARE * (high_hz - low_hz)
             whole.append((0.5 * (low_hz + high_hz) - reach, 0.5 * (low_hz + high_hz) + reach))
@@ -80,7 +84,8 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
     middle = MAX_CENTRES * STEP_HZ / 2
     nearer = [(max(low, -middle), min(high, middle)) for low, high in cut
               if max(low, -middle) < min(high, middle)]
-    return [*_merged(whole), *_merged(nearer), *_merged(one_edge), *_merged(cut)]
+    return [*_merged(whole), *_merged(nearer), *_merged(one_edge), *_merged(cut),
+            *_merged(every)]
 
 
 def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarray,
@@ -120,12 +125,19 @@ class CellWatch:
     and its cells hold until the next search, or until the stream breaks (:meth:`reset`): a
     retune moves every carrier.
 
+    A search takes up to a second or so. A live stream cannot wait for it: with ``background``
+    it runs on a thread of its own (one at a time; numpy's FFTs leave the interpreter to the
+    network meanwhile), and its cells take effect at the first frame after it ends. Without,
+    it runs in :meth:`columns`, so a replay gives the same classes on every machine.
+
     Args:
         geometry: the stream's geometry.
         every: seconds of stream between searches.
+        background: search on a thread of its own.
     """
 
-    def __init__(self, geometry: Geometry, every: float = SEARCH_EVERY) -> None:
+    def __init__(self, geometry: Geometry, every: float = SEARCH_EVERY,
+                 background: bool = False) -> None:
         self.geometry = geometry
         self.every_samples = max(1, round(every * geometry.sample_rate))
         self.cells: list[LteCell] = []
@@ -133,6 +145,9 @@ class CellWatch:
         self._blocks: deque[np.ndarray] = deque()
         self._held = 0
         self._since = self.every_samples  # the first frame is searched
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="lte-cells") if background
+                      else None)
+        self._pending: Future[list[LteCell]] | None = None
 
     def push(self, samples: np.ndarray) -> None:
         """The stream's next samples (a block's, on the host)."""
@@ -143,21 +158,29 @@ class CellWatch:
             self._held -= len(self._blocks.popleft())
 
     def reset(self) -> None:
-        """A break in the stream: the samples and cells held are of another stretch."""
+        """A break in the stream: the samples and cells held are of another stretch (and so is
+        the result of a search still running, which is dropped)."""
         self._blocks.clear()
         self._held = 0
         self._since = self.every_samples
         self.cells = []
+        self._pending = None
 
     def columns(self, classes: np.ndarray) -> list[float]:
         """The centres (:func:`cell_columns`) of the cells in force for a frame of ``classes``,
         searching first where a search is due."""
-        if self._since >= self.every_samples:
+        if self._pending is not None and self._pending.done():
+            self.cells, self._pending = self._pending.result(), None
+        if self._since >= self.every_samples and self._pending is None:
             held = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.complex64)
             newest = held[-round(SEARCH_SECONDS * self.geometry.sample_rate):]
-            self.cells = find_frame_cells(newest, self.geometry, classes)
             self.searches += 1
             self._since = 0
+            if self._pool is None:
+                self.cells = find_frame_cells(newest, self.geometry, classes)
+            else:
+                self._pending = self._pool.submit(find_frame_cells, newest, self.geometry,
+                                                  classes.copy())
         return cell_columns(self.cells, self.geometry)
 
 
