@@ -31,10 +31,11 @@ __all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_
 LTE_REACH_HZ = 10e6
 #: Samples searched: a frame's 40 ms, eight half-frames.
 SEARCH_SECONDS = 0.04
-#: Seconds of stream between two searches of a live stream: a cell does not come and go by the
-#: frame, and a search costs about 6 ms a candidate centre (0.8 s for all of a 1.92 MS/s view).
-SEARCH_EVERY = 5.0
-#: Candidate centres a search tries at most (about 1.6 s on one core), the likeliest places
+#: Seconds of stream between two searches of a live stream: a cell stays for minutes, and a
+#: search costs about 6-11 ms a candidate centre on one core (1.4 s for all of a 1.92 MS/s
+#: view on this 2-core machine, the other core busy).
+SEARCH_EVERY = 10.0
+#: Candidate centres a search tries at most (about 3 s on one core), the likeliest places
 #: first (:func:`search_ranges`): enough for all of a 1.92-2.4 MS/s view; wider views are
 #: searched where their spans' edges put a centre, and beyond that in part.
 MAX_CENTRES = 256
