@@ -16,12 +16,7 @@ import numpy as np
 
 from monitor.bandwidths import LTE_BANDWIDTHS
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.lte_sync import (
-    PSS_HALF_BAND_HZ,
-    STEP_HZ,
-    LteCell,
-    find_lte_cells,
-)
+from monitor.dsp.lte_sync import PSS_HALF_BAND_HZ, STEP_HZ, LteCell, find_lte_cells
 from monitor.occupancy.tracker import occupied_spans
 
 __all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_columns",
@@ -47,21 +42,17 @@ HALF_WIDTHS_HZ = tuple(sorted(bw / 2 for bw in LTE_BANDWIDTHS))
 
 
 def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, float]]:
-    """Where an LTE carrier's centre may lie, Hz from the view's centre, likeliest first.
+    """Where an LTE carrier's centre may lie, Hz from the view's centre, likeliest first:
 
-    - A span the view shows whole: around its middle, give or take the network's error at its
-      edges (``EDGE_COLUMNS`` and ``EDGE_SHARE`` of the width each way).
-    - A span the view cuts on one side: half an LTE channel (0.7-10 MHz) in from the edge it
-      shows, for each channel bandwidth, give or take the same error; a carrier whose centre
-      lies beyond the view shows no PSS. Then, last, all of it: the edge it shows may be the
-      receiver's filter, not a carrier's.
-    - A span the view cuts on both sides (the view inside a carrier): all of it, last.
-    - Last of all, the rest of every span: a network that paints a carrier in pieces puts the
-      middles of its pieces anywhere.
-
-    The spans the view cuts are searched near the view's centre first (after the whole spans),
-    as one tunes a radio to the carrier one wants to see, and as a receiver's filter can make
-    an edge of a span that is no carrier's.
+    1. the middle of each span the view shows whole, give or take the network's error at its
+       edges (``EDGE_COLUMNS`` and ``EDGE_SHARE`` of the width each way);
+    2. the spans the view cuts, near the view's centre: one tunes a radio to the carrier one
+       wants to see, and a receiver's filter can make an edge of a span that is no carrier's;
+    3. half an LTE channel (0.7-10 MHz) in from the edge a cut span shows, for each channel
+       bandwidth, give or take the same error (a carrier whose centre lies beyond the view
+       shows no PSS);
+    4. the rest of the cut spans, then of every span: a network that paints a carrier in
+       pieces puts the middles of its pieces anywhere.
     """
     width = classes.shape[1]
     pixel = geometry.pixel_hz
@@ -72,16 +63,15 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
         if low > 0 and high < width:
             reach = EDGE_COLUMNS * pixel + EDGE_SHARE * (high_hz - low_hz)
             whole.append((0.5 * (low_hz + high_hz) - reach, 0.5 * (low_hz + high_hz) + reach))
-        elif low > 0 or high < width:
+            continue
+        cut.append((low_hz, high_hz))
+        if low > 0 or high < width:
             edge, inward = (low_hz, 1.0) if low > 0 else (high_hz, -1.0)
             for half in HALF_WIDTHS_HZ:
                 centre = edge + inward * half
                 if low_hz <= centre <= high_hz:
                     reach = EDGE_COLUMNS * pixel + EDGE_SHARE * 2 * half
                     one_edge.append((centre - reach, centre + reach))
-            cut.append((low_hz, high_hz))
-        else:
-            cut.append((low_hz, high_hz))
     middle = MAX_CENTRES * STEP_HZ / 2
     nearer = [(max(low, -middle), min(high, middle)) for low, high in cut
               if max(low, -middle) < min(high, middle)]
