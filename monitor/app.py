@@ -212,8 +212,7 @@ def prepare_run(s: MonitorSettings) -> Iterator[PreparedRun]:
                 block_sinks.append(StreamingRecording(s.record, source.sample_rate,
                                                       source.center_freq))
             processor = Processor(runner, geometry, hop, s.close_after, s.min_confidence,
-                                  s.fit_channels, s.raw_classes,
-                                  lte_background=source.live)
+                                  s.fit_channels, s.raw_classes)
             stats = RunStats(source=source.describe(), sample_rate=source.sample_rate,
                              center_freq=source.center_freq, engine=runner.name,
                              precision=runner.precision, compute_device=str(runner.device),

@@ -104,7 +104,11 @@ class Pipeline:
         """Process until the source ends, ``duration`` stream seconds pass, or :meth:`stop`.
 
         Every open emission is closed and written before it returns, whatever ended the run.
+        A live source's LTE cells are searched on a thread of their own, so that processing
+        does not wait for a search; a recording's in the frame a search falls on.
         """
+        if self.processor.cells is not None:
+            self.processor.cells.background = self.source.live
         self.stats.start()
         reader = threading.Thread(target=self._read, name="source-reader", daemon=True)
         capacity_samples = self._queue_seconds * self.source.sample_rate

@@ -103,7 +103,8 @@ class Processor:
             (:class:`~monitor.occupancy.cells.CellWatch`), whose PSS names their carriers LTE;
             None: no search.
         lte_background: search on a thread of the search's own (a live stream), not in the
-            frame the search falls on (a replay: the same classes on every machine).
+            frame the search falls on (a replay: the same classes on every machine); the
+            pipeline sets it from its source when it runs.
     """
 
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,

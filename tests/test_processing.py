@@ -3,6 +3,8 @@ the classes it publishes are the carriers'."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +14,10 @@ from engines.backends.torch_runner import TorchRunner
 from engines.prmnet import create_model
 from monitor.dsp.geometry import Geometry
 from monitor.occupancy.cells import CellWatch
+from monitor.occupancy.stats import RunStats
+from monitor.pipeline import Pipeline
 from monitor.processing import Processor
-from monitor.sources.base import IQBlock
+from monitor.sources.base import IQBlock, Source
 
 RATE = 1.92e6
 G = Geometry.for_rate(RATE)
@@ -140,3 +144,41 @@ def test_a_live_stream_searches_on_a_thread_and_takes_the_cells_when_found() -> 
     watch.push(block)
     watch.reset()  # a break: the cells held and any search still running are of the past
     assert watch.cells == [] and watch._pending is None
+
+
+class _Blocks(Source):
+    """A live source of some blocks."""
+
+    def __init__(self, blocks: list[IQBlock]) -> None:
+        self._blocks = blocks
+
+    @property
+    def sample_rate(self) -> float:
+        return RATE
+
+    @property
+    def center_freq(self) -> float:
+        return self._blocks[0].center_freq
+
+    def describe(self) -> str:
+        return "blocks"
+
+    def open(self) -> None:
+        pass
+
+    def blocks(self) -> Iterator[IQBlock]:
+        yield from self._blocks
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_the_pipeline_searches_a_live_sources_cells_on_a_thread(live: bool) -> None:
+    source = _Blocks(_lte_blocks(1))
+    source.live = live
+    processor = Processor(TorchRunner(_AllNR()).activate(), G, hop=G.height)
+    Pipeline(source, processor, RunStats()).run()
+    assert processor.cells.background == live
+    assert processor.cells.searches == 1
+    assert (processor.cells._pending is not None) == live  # not yet taken up: no frame after

@@ -124,7 +124,8 @@ class CellWatch:
     Args:
         geometry: the stream's geometry.
         every: seconds of stream between searches.
-        background: search on a thread of its own.
+        background: search on a thread of its own (settable: the pipeline sets it from its
+            source when it runs).
     """
 
     def __init__(self, geometry: Geometry, every: float = SEARCH_EVERY,
@@ -136,8 +137,8 @@ class CellWatch:
         self._blocks: deque[np.ndarray] = deque()
         self._held = 0
         self._since = self.every_samples  # the first frame is searched
-        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="lte-cells") if background
-                      else None)
+        self.background = background
+        self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[list[LteCell]] | None = None
 
     def push(self, samples: np.ndarray) -> None:
@@ -167,11 +168,13 @@ class CellWatch:
             newest = held[-round(SEARCH_SECONDS * self.geometry.sample_rate):]
             self.searches += 1
             self._since = 0
-            if self._pool is None:
+            if not self.background:
                 self.cells = find_frame_cells(newest, self.geometry, classes)
-            else:
-                self._pending = self._pool.submit(find_frame_cells, newest, self.geometry,
-                                                  classes.copy())
+                return cell_columns(self.cells, self.geometry)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="lte-cells")
+            self._pending = self._pool.submit(find_frame_cells, newest, self.geometry,
+                                              classes.copy())
         return cell_columns(self.cells, self.geometry)
 
 
