@@ -74,6 +74,8 @@ def test_too_little_to_search() -> None:
     with pytest.raises(ValueError, match="narrower"):
         find_lte_cells(np.zeros(10000, np.complex64), 0.9e6)
     assert find_lte_cells(np.zeros(19200, np.complex64), 1.92e6, low_hz=1e6, high_hz=2e6) == []
+    assert find_lte_cells(np.zeros(19200, np.complex64), 1.92e6,
+                          centres_hz=np.array([0.9e6])) == []  # no centre in the view
 
 
 #: The cells truth.json's notes say were decoded from each LTE recording.

@@ -127,10 +127,12 @@ def find_lte_cells(samples: np.ndarray, sample_rate: float, seconds: float = 0.0
     high = edge if high_hz is None else min(high_hz, edge)
     if high < low:
         return []
-    search = _Search(samples, sample_rate, half_frames)
     centres = np.arange(np.ceil(low / STEP_HZ), np.floor(high / STEP_HZ) + 1) * STEP_HZ
     if centres_hz is not None:
         centres = np.asarray(centres_hz)[(centres_hz >= low) & (centres_hz <= high)]
+    if not len(centres):
+        return []
+    search = _Search(samples, sample_rate, half_frames)
     pss_limit = threshold(half_frames, len(centres) * HALF_FRAME * 3)
     peaks = [p for p in map(search.pss, centres) if p.strength > pss_limit]
     cells = []
