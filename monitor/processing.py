@@ -197,7 +197,7 @@ class Processor:
         self._spectrogram.reset()
         self._frames.reset()
         if self.cells is not None:
-            self.cells.reset()
+            self.cells.reset(moved=block.center_freq != self._center_freq)
         self._stretch_rows = self._tracked_rows = 0
         self._next_frame_row = self.geometry.height
         self._center_freq = block.center_freq

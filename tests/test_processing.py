@@ -119,13 +119,18 @@ def test_an_lte_cell_names_the_carrier_the_network_calls_nr(search: bool) -> Non
         assert (classes == 2).all() and emission.label == "NR" and processor.cells is None
 
 
-def test_a_break_in_the_stream_drops_the_cells_and_searches_again() -> None:
+def test_a_retune_drops_the_cells_and_searches_again_a_gap_does_not() -> None:
     runner = TorchRunner(_AllNR()).activate()
     processor = Processor(runner, G, hop=G.height)
     blocks = _lte_blocks(2)
     processor.feed(blocks[0])
     assert processor.cells.searches == 1 and processor.cells.cells
-    retuned = IQBlock(blocks[1].samples, blocks[1].first_sample, 1.9e9, RATE, blocks[1].time,
+    # lost samples, or a looped replay starting again: the carriers are where they were
+    again = IQBlock(blocks[1].samples, blocks[1].first_sample + 100, 1.86e9, RATE,
+                    blocks[1].time, retuned=True)
+    processor.feed(again)
+    assert processor.cells.searches == 1 and processor.cells.cells
+    retuned = IQBlock(blocks[1].samples, again.end_sample, 1.9e9, RATE, blocks[1].time,
                       retuned=True)
     processor.feed(retuned)
     assert processor.cells.searches == 2
@@ -142,7 +147,7 @@ def test_a_live_stream_searches_on_a_thread_and_takes_the_cells_when_found() -> 
     assert column == pytest.approx(G.width // 2 + 0.5 + 60e3 / G.pixel_hz, abs=1)
     assert watch.searches == 1
     watch.push(block)
-    watch.reset()  # a break: the cells held and any search still running are of the past
+    watch.reset()  # a retune: the cells held and any search still running are of the past
     assert watch.cells == [] and watch._pending is None
 
 

@@ -28,8 +28,9 @@ LTE_REACH_HZ = 10e6
 SEARCH_SECONDS = 0.04
 #: Seconds of stream between two searches of a live stream: a cell stays for minutes, and a
 #: search costs about 6-11 ms a candidate centre on one core (1.4 s for all of a 1.92 MS/s
-#: view on this 2-core machine, the other core busy).
-SEARCH_EVERY = 10.0
+#: view on this 2-core machine, the other core busy), which a live stream at 2.4 MS/s on that
+#: machine pays in skipped frames (8 % of them with a search every 10 s).
+SEARCH_EVERY = 30.0
 #: Candidate centres a search tries at most (about 3 s on one core), the likeliest places
 #: first (:func:`search_ranges`): enough for all of a 1.92-2.4 MS/s view; wider views are
 #: searched where their spans' edges put a centre, and beyond that in part.
@@ -113,8 +114,8 @@ class CellWatch:
 
     It holds the newest frame's worth of samples (:meth:`push`); a search (:meth:`columns`, due
     every ``every`` seconds of stream) looks in the signal spans of the frame segmented then,
-    and its cells hold until the next search, or until the stream breaks (:meth:`reset`): a
-    retune moves every carrier.
+    and its cells hold until the next search, or until a retune (:meth:`reset`) moves every
+    carrier.
 
     A search takes up to a second or so. A live stream cannot wait for it: with ``background``
     it runs on a thread of its own (one at a time; numpy's FFTs leave the interpreter to the
@@ -149,14 +150,17 @@ class CellWatch:
         while self._held - len(self._blocks[0]) >= self.geometry.frame_samples:
             self._held -= len(self._blocks.popleft())
 
-    def reset(self) -> None:
-        """A break in the stream: the samples and cells held are of another stretch (and so is
-        the result of a search still running, which is dropped)."""
+    def reset(self, moved: bool = True) -> None:
+        """A break in the stream: the samples held are of another stretch. Where the view
+        ``moved`` (a retune), so are the cells and the result of a search still running,
+        which are dropped, and the next frame is searched; a break at the same frequency (lost
+        samples, a looped replay) keeps them, as the carriers are where they were."""
         self._blocks.clear()
         self._held = 0
-        self._since = self.every_samples
-        self.cells = []
-        self._pending = None
+        if moved:
+            self._since = self.every_samples
+            self.cells = []
+            self._pending = None
 
     def columns(self, classes: np.ndarray) -> list[float]:
         """The centres (:func:`cell_columns`) of the cells in force for a frame of ``classes``,
