@@ -51,7 +51,7 @@ __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carrie
            "carriers", "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
-LTE = 1
+LTE = 1  # the class an LTE cell gives the carriers it names
 #: The monitor's default ``--min-confidence``: an emission is logged when its class is, on
 #: average over its pixels, more likely than not.
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -60,6 +60,9 @@ MIN_PIXELS = 2
 MIN_OVERLAP = 0.3
 MIN_SPLIT_SHARE = 0.15
 MIN_SPLIT_PIXELS = 4
+#: How far off a span's middle an LTE cell's centre may lie and the span still be its carrier
+#: (:func:`_lte_shaped`): the network's error at the edges, in columns and as a share of the
+#: span's width.
 EDGE_COLUMNS = 3
 CENTRE_TOLERANCE = 0.05
 
