@@ -153,9 +153,8 @@ class _Search:
         self.half_frames = half_frames
         self.bin_hz = sample_rate / n
         self.spectrum = scipy.fft.fft(np.asarray(samples[:n], dtype=np.complex64))
-        offsets = np.fft.fftfreq(self.m, 1 / self.m).astype(np.int64)  # FFT order
-        self.offsets = offsets
-        self.in_band = np.abs(offsets) * self.bin_hz <= PSS_HALF_BAND_HZ
+        self.offsets = np.fft.fftfreq(self.m, 1 / self.m).astype(np.int64)  # bins, FFT order
+        self.in_band = np.abs(self.offsets) * self.bin_hz <= PSS_HALF_BAND_HZ
         self.replicas = _pss_spectra(self.m)
 
     def band(self, centre_hz: float) -> np.ndarray:
