@@ -163,9 +163,12 @@ class Pipeline:
             latency = time.monotonic() - arrived if is_segmented and arrived else None
             self.stats.count_frame(is_segmented, latency)
         if self.processor.latest is not None and self.processor.latest is not self.latest:
+            held = self.latest.cells if self.latest is not None else ()
             self.latest = self.processor.latest
-            self.stats.note_lte_cells([(c.cell_id, c.duplex, self.latest.center_freq + c.centre_hz)
-                                       for c in self.latest.cells])
+            if self.latest.cells != held:  # a search's or a retune's, not every frame's
+                self.stats.note_lte_cells([(c.cell_id, c.duplex,
+                                            self.latest.center_freq + c.centre_hz)
+                                           for c in self.latest.cells])
             if self.on_frame is not None:
                 self.on_frame(self.latest)
         return emissions

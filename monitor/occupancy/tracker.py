@@ -312,8 +312,9 @@ def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
     """
     width = classes.shape[1]
     named = set()
+    spans = occupied_spans(classes != 0) if len(centres) else []
     for centre in centres:
-        for low, high in occupied_spans(classes != 0):
+        for low, high in spans:
             if not low <= centre < high:
                 continue
             within = [k for k, (_, a, b) in enumerate(found) if a >= low and b <= high]
