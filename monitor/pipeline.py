@@ -167,7 +167,8 @@ class Pipeline:
             self.latest = self.processor.latest
             if self.latest.cells != held:  # a search's or a retune's, not every frame's
                 self.stats.note_lte_cells([(c.cell_id, c.duplex,
-                                            self.latest.center_freq + c.centre_hz)
+                                            self.latest.center_freq + c.centre_hz,
+                                            c.mib.n_rb if c.mib else None)
                                            for c in self.latest.cells])
             if self.on_frame is not None:
                 self.on_frame(self.latest)

@@ -41,7 +41,8 @@ from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import LteCell
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
 from monitor.dsp.staging import HostToDevice
-from monitor.occupancy.cells import SEARCH_EVERY, CellWatch, reach_columns
+from monitor.occupancy.cells import (SEARCH_EVERY, CellWatch, cell_columns, channel_columns,
+                                     reach_columns)
 from monitor.occupancy.emission import Emission
 from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes
 from monitor.sources.base import IQBlock
@@ -234,17 +235,20 @@ class Processor:
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
         power = frame[held - new :].cpu().numpy()  # dBFS rows are float32 already
         lte_centres: list[float] = []
+        lte_channels: list[tuple[float, float]] = []
         if self.raw_classes:
             chunk_classes = classes[held - new :].cpu().numpy()
         else:  # the whole frame's rows vote, not only the chunk's new ones
             winners = classes.cpu().numpy()
             if self.cells is not None:
-                lte_centres = self.cells.columns(winners)
-            shown = carrier_classes(winners, lte_centres, self._lte_reach)
+                cells = self.cells.current(winners)
+                lte_centres = cell_columns(cells, self.geometry)
+                lte_channels = channel_columns(cells, self.geometry)
+            shown = carrier_classes(winners, lte_centres, self._lte_reach, lte_channels)
             classes, chunk_classes = torch.from_numpy(shown), shown[held - new :]
         self._tracked_rows = self._stretch_rows
         self.counts.frames_segmented += 1
         self.counts.segment_seconds.append(time.perf_counter() - started)
         self.latest = self._result(frame, classes)
         return self.tracker.update(first_row, chunk, power, chunk_classes, lte_centres,
-                                   self._lte_reach)
+                                   self._lte_reach, lte_channels)

@@ -183,6 +183,8 @@ CAPTURE_FAILURES = {
 #: The LTE cells truth.json's notes say were decoded from the recordings.
 DECODED_CELLS = {"lte-fdd-1860-rtlsdr": {142, 86}, "lte-tdd-2585-rtlsdr": {66, 67, 68},
                  "lte-2645-rtlsdr": {21, 22}}
+#: The recordings whose cell's MIB the monitor's one search decodes: 20 MHz carriers.
+DECODED_RB = {"lte-tdd-2585-rtlsdr": 100, "lte-2645-rtlsdr": 100, "lte-1815-hackrf": 100}
 
 
 @pytest.mark.parametrize("entry", _captures())
@@ -194,9 +196,12 @@ def test_a_real_recording_is_given_its_class(entry: dict, tmp_path: Path) -> Non
     meta = CAPTURES / f"{name}.sigmf-meta"
     assert monitor_main(["--replay", str(meta), "--headless", "--log", str(log),
                          "--stats", str(stats)]) == 0
-    cells = {c["pci"] for c in json.loads(stats.read_text())["lte_cells"]}
+    found = json.loads(stats.read_text())["lte_cells"]
+    cells = {c["pci"] for c in found}
     assert bool(cells) == ("LTE" in entry["present"]), cells
     assert cells <= DECODED_CELLS.get(name, cells)
+    assert {c["n_rb"] for c in found} - {None} == ({DECODED_RB[name]} if name in DECODED_RB
+                                                   else set())
     rows = read_log(log)
     area = {label: sum(r["sample_count"] * (r["freq_high_hz"] - r["freq_low_hz"])
                        for r in rows if r["label"] == label) for label in ("LTE", "NR")}

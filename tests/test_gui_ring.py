@@ -12,6 +12,7 @@ from monitor.gui.labels import carrier_labels
 from monitor.gui.ring import View, WaterfallRing
 from monitor.occupancy.tracker import StreamClock, Tracker
 from monitor.processing import FrameResult
+from monitor.synth.bch import Mib
 
 G = Geometry.for_rate(19.2e6)
 SPR = G.samples_per_row
@@ -117,6 +118,12 @@ def test_a_label_names_the_lte_cells_centred_in_its_carrier() -> None:
     assert [c.cells for c in labels] == [(86,), ()]
     assert labels[0].text(G.pixel_hz).endswith(", PCI 86")
     assert "PCI" not in labels[1].text(G.pixel_hz)
+    # with the cell's MIB, the label is the cell's channel, also beyond the view
+    cells[0] = LteCell(inside, 86, "FDD", 0.5, 0.3, Mib(100), 2)
+    (label, _) = carrier_labels(classes, view, True, cells)
+    assert label.center_hz == pytest.approx(FC + inside)
+    assert label.bandwidth_hz == pytest.approx(20e6)
+    assert label.text(G.pixel_hz).startswith("LTE 20.0 MHz")
 
 
 def test_rows_no_frame_showed_become_blank_lines() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.signal
 
+from monitor.synth.lte import LteConfig, lte_grid
 from monitor.synth.ofdm import CarrierGrid, modulate, tone
 
 
@@ -80,3 +83,16 @@ def test_rate_must_be_a_multiple_of_the_scs() -> None:
 def test_tone_matches_exp() -> None:
     n = np.arange(10000)
     assert np.allclose(tone(0.0123, 10000), np.exp(2j * np.pi * 0.0123 * n), atol=1e-5)
+
+
+def test_an_lte_carrier_is_moved_by_a_mixer_whose_phase_runs_on() -> None:
+    """36.211 7.4: an LTE carrier at an offset is the carrier at 0 Hz times one continuous tone,
+    so its reference signals keep their phase from symbol to symbol wherever it is received."""
+    grid = lte_grid(LteConfig(n_rb=6, cell_id=5), 2, np.random.default_rng(0))
+    fs, n = 1.92e6, 3000
+    at_zero = modulate(grid, fs, n)
+    moved = modulate(grid, fs, n, freq_offset=300e3)
+    assert np.allclose(moved, at_zero * tone(300e3 / fs, n), atol=1e-5)
+    nr_like = replace(grid, continuous_phase=False)  # NR restarts each symbol's phase
+    assert not np.allclose(modulate(nr_like, fs, n, freq_offset=300e3),
+                           at_zero * tone(300e3 / fs, n), atol=1e-3)

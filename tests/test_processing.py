@@ -13,6 +13,7 @@ from torch import nn
 from engines.backends.torch_runner import TorchRunner
 from engines.prmnet import create_model
 from monitor.dsp.geometry import Geometry
+from monitor.dsp.lte_sync import STEP_HZ
 from monitor.occupancy.cells import CellWatch
 from monitor.occupancy.stats import RunStats
 from monitor.pipeline import Pipeline
@@ -141,10 +142,10 @@ def test_a_live_stream_searches_on_a_thread_and_takes_the_cells_when_found() -> 
     block = _lte_blocks(1)[0].samples
     watch.push(block)
     classes = np.full((G.height, G.width), 2, np.uint8)
-    assert watch.columns(classes) == []  # the search has only started
+    assert watch.current(classes) == []  # the search has only started
     watch._pending.result(timeout=60)
-    (column,) = watch.columns(classes)
-    assert column == pytest.approx(G.width // 2 + 0.5 + 60e3 / G.pixel_hz, abs=1)
+    (cell,) = watch.current(classes)
+    assert cell.centre_hz == pytest.approx(60e3, abs=STEP_HZ / 2)
     assert watch.searches == 1
     watch.push(block)
     watch.reset()  # a retune: the cells held and any search still running are of the past

@@ -86,3 +86,12 @@ def test_write_is_atomic_json(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
     with pytest.raises(DeviceError, match="stats file"):
         RunStats().write(tmp_path / "missing" / "stats.json")
+
+
+def test_lte_cells_keep_the_bandwidth_a_search_decoded() -> None:
+    stats = RunStats()
+    stats.note_lte_cells([(86, "FDD", 1859.955e6, None), (300, "FDD", 1815.3e6, 100)])
+    stats.note_lte_cells([(86, "FDD", 1859.957e6, 100), (300, "FDD", 1815.301e6, None)])
+    assert stats.to_dict()["lte_cells"] == [
+        {"pci": 86, "duplex": "FDD", "freq_hz": 1859957000, "n_rb": 100},
+        {"pci": 300, "duplex": "FDD", "freq_hz": 1815301000, "n_rb": 100}]

@@ -196,6 +196,26 @@ def test_an_lte_cell_names_a_carrier_symmetric_about_it_not_its_neighbour() -> N
     assert (carrier_classes(classes, [70.0], REACH) == classes).all()
 
 
+def test_a_cell_whose_mib_gave_its_channel_makes_the_signal_in_it_lte_and_nothing_else() -> None:
+    """The MIB gives the carrier's width: the signal pixels in its channel are LTE, however the
+    network merged or split it; signal beside it and noise in it keep their class."""
+    classes = _classes([(2, 40, 200)])  # an LTE carrier in 40-100 merged with its NR neighbour
+    classes[:10, 50:60] = 0
+    shown = carrier_classes(classes, lte_channels=[(40.0, 100.0)])
+    assert (shown[:, 40:100][classes[:, 40:100] != 0] == 1).all()
+    assert (shown[:10, 50:60] == 0).all() and (shown[:, 100:200] == 2).all()
+    # a channel running off the view, and one wholly beyond it
+    shown = carrier_classes(_classes([(2, 0, G.width)]), lte_channels=[(-500.0, 30.2)])
+    assert (shown[:, :30] == 1).all() and (shown[:, 30:] == 2).all()
+    assert (carrier_classes(classes, lte_channels=[(-90.0, -10.0)]) == classes).all()
+    # the tracker's emission: a carrier at least half in the channel is named
+    t = _tracker()
+    power = np.full((64, G.width), -60.0, dtype=np.float32)
+    probs = _probs(64, [(2, 40, 100), (2, 130, 200)])
+    t.update(0, probs, power, lte_channels=[(40.0, 100.0)])
+    assert [e.label for e in t.close_all()] == ["LTE", "NR"]
+
+
 def test_an_emission_an_lte_cell_names_is_lte_and_logged_however_unsure_the_network() -> None:
     t = _tracker()
     power = np.full((64, G.width), -60.0, dtype=np.float32)

@@ -29,13 +29,16 @@ variable of ``K`` times 62 degrees of freedom; :func:`threshold`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
 import scipy.fft
 from scipy.stats import gamma
 
+from monitor.bandwidths import LTE_BANDWIDTHS
+from monitor.dsp.lte_mib import decode_mib, smoothed
+from monitor.synth.bch import Mib
 from monitor.synth.lte import pss_sequence, sss_sequence
 
 __all__ = ["FALSE_ALARM", "MIN_SPACING_HZ", "PSS_HALF_BAND_HZ", "STEP_HZ", "LteCell",
@@ -47,10 +50,16 @@ SYMBOL = 128
 #: Half the band a PSS occupies, with its reserved subcarriers: a candidate centre needs this
 #: much of the view on each side.
 PSS_HALF_BAND_HZ = 32 * SCS_HZ
+#: Half the band of the PBCH (72 subcarriers) and its reference signals, with a subcarrier to
+#: spare.
+PBCH_HALF_BAND_HZ = 37 * SCS_HZ
 HALF_FRAME = 9600  # samples at RATE_HZ
 #: Samples from the SSS's useful part to the PSS's (36.211 6.11.1.2, 6.11.2.2, normal CP):
 #: FDD, the symbol before (CP 9); TDD, symbol 13 of the subframe before against symbol 2.
 SSS_LEAD = {"FDD": SYMBOL + 9, "TDD": 3 * SYMBOL + 10 + 9 + 9}
+#: Samples from a radio frame's start to its first PSS's useful part: FDD, symbol 6 of
+#: subframe 0; TDD, symbol 2 of subframe 1.
+PSS_AT = {"FDD": 138 + 5 * 137 + 9, "TDD": 1920 + 138 + 137 + 9}
 STEP_HZ = SCS_HZ / 2
 #: The narrowest LTE channel: two carriers' centres are at least this far apart.
 MIN_SPACING_HZ = 1.4e6
@@ -76,6 +85,9 @@ class LteCell:
         cell_id: the physical cell identity, 0-503.
         duplex: ``"FDD"`` or ``"TDD"``.
         pss, sss: their normalised correlations averaged over the half-frames, 0-1.
+        mib: the cell's master information block, where its PBCH decoded
+            (:mod:`monitor.dsp.lte_mib`): the carrier's bandwidth.
+        ports: the cell's number of antenna ports, where its PBCH decoded.
     """
 
     centre_hz: float
@@ -83,6 +95,20 @@ class LteCell:
     duplex: str
     pss: float
     sss: float
+    mib: Mib | None = None
+    ports: int | None = None
+
+    @property
+    def occupied_hz(self) -> float | None:
+        """The carrier's resource blocks and DC subcarrier, Hz, where its MIB is known."""
+        return None if self.mib is None else (12 * self.mib.n_rb + 1) * SCS_HZ
+
+    @property
+    def channel_hz(self) -> float | None:
+        """The carrier's channel bandwidth (TS 36.101 table 5.6-1), where its MIB is known."""
+        if self.mib is None:
+            return None
+        return next(bw for bw, n_rb in LTE_BANDWIDTHS.items() if n_rb == self.mib.n_rb)
 
 
 @dataclass(frozen=True)
@@ -138,9 +164,9 @@ def find_lte_cells(samples: np.ndarray, sample_rate: float, seconds: float = 0.0
     cells = []
     for group in _carriers(peaks):
         sss_limit = threshold(half_frames, len(group) * 168 * 2 * len(SSS_LEAD))
-        best = max(map(search.sss, group), key=lambda c: c.sss)
+        best, frame_start = max(map(search.sss, group), key=lambda c: c[0].sss)
         if best.sss > sss_limit:
-            cells.append(best)
+            cells.append(search.with_mib(best, frame_start))
     return sorted(cells, key=lambda c: -c.pss)
 
 
@@ -154,13 +180,15 @@ class _Search:
         self.bin_hz = sample_rate / n
         self.spectrum = scipy.fft.fft(np.asarray(samples[:n], dtype=np.complex64))
         self.offsets = np.fft.fftfreq(self.m, 1 / self.m).astype(np.int64)  # bins, FFT order
-        self.in_band = np.abs(self.offsets) * self.bin_hz <= PSS_HALF_BAND_HZ
         self.replicas = _pss_spectra(self.m)
 
-    def band(self, centre_hz: float) -> np.ndarray:
-        """The PSS band around ``centre_hz`` at 0 Hz, as a spectrum of ``m`` bins."""
-        bins = (round(centre_hz / self.bin_hz) + self.offsets) % len(self.spectrum)
-        return np.where(self.in_band, self.spectrum[bins], 0)
+    def band(self, centre_hz: float, half_hz: float = PSS_HALF_BAND_HZ) -> np.ndarray:
+        """The band of ``half_hz`` each side of ``centre_hz`` at 0 Hz, as a spectrum of ``m``
+        bins; nothing beyond the view."""
+        bins = round(centre_hz / self.bin_hz) + self.offsets
+        keep = (np.abs(self.offsets) * self.bin_hz <= half_hz) & (
+            np.abs(bins) < len(self.spectrum) // 2)
+        return np.where(keep, self.spectrum[bins % len(self.spectrum)], 0)
 
     def pss(self, centre_hz: float) -> _Peak:
         """The strongest PSS at ``centre_hz``: its group, lag and averaged correlation."""
@@ -172,16 +200,17 @@ class _Search:
         n_id2, lag = np.unravel_index(int(mean.argmax()), mean.shape)
         return _Peak(float(centre_hz), int(n_id2), int(lag), float(mean[n_id2, lag]))
 
-    def sss(self, peak: _Peak) -> LteCell:
-        """The cell whose SSS best fits a PSS peak, in either duplex mode and half-frame order."""
+    def sss(self, peak: _Peak) -> tuple[LteCell, int]:
+        """The cell whose SSS best fits a PSS peak, in either duplex mode and half-frame order,
+        and the sample (at 1.92 MS/s) at which one of its radio frames starts."""
         x = scipy.fft.ifft(self.band(peak.centre_hz))
         pss = pss_sequence(peak.n_id2)
-        best = (0.0, 0, "FDD")
+        best = (0.0, 0, "FDD", 0)
         for duplex, lead in SSS_LEAD.items():
             scores = np.zeros((2, 168))
             for h in range(self.half_frames):
                 start = peak.lag + h * HALF_FRAME
-                channel = _smooth(_subcarriers(x, start) * np.conj(pss))
+                channel = smoothed(_subcarriers(x, start) * np.conj(pss), SMOOTHING)
                 z = _subcarriers(x, start - lead) * np.conj(channel)
                 power = max(float(np.sum(np.abs(z) ** 2)), 1e-30)
                 for order in range(2):  # whether this half-frame holds subframe 0 or 5
@@ -192,8 +221,20 @@ class _Search:
             order, n_id1 = np.unravel_index(int(scores.argmax()), scores.shape)
             score = float(scores[order, n_id1]) / self.half_frames
             if score > best[0]:
-                best = (score, int(n_id1), duplex)
-        return LteCell(peak.centre_hz, 3 * best[1] + peak.n_id2, best[2], peak.strength, best[0])
+                best = (score, int(n_id1), duplex, int(order))
+        score, n_id1, duplex, order = best
+        # order 0: the first half-frame searched holds subframe 0
+        frame_start = (peak.lag - PSS_AT[duplex] + order * HALF_FRAME) % (2 * HALF_FRAME)
+        return (LteCell(peak.centre_hz, 3 * n_id1 + peak.n_id2, duplex, peak.strength, score),
+                frame_start)
+
+    def with_mib(self, cell: LteCell, frame_start: int) -> LteCell:
+        """The cell with its MIB, where its PBCH decodes."""
+        x = scipy.fft.ifft(self.band(cell.centre_hz, PBCH_HALF_BAND_HZ)).astype(np.complex64)
+        decoded = decode_mib(x, frame_start, cell.cell_id)
+        if decoded is None:
+            return cell
+        return replace(cell, mib=decoded.mib, ports=decoded.ports)
 
 
 def _carriers(peaks: list[_Peak]) -> list[list[_Peak]]:
@@ -212,22 +253,6 @@ def _subcarriers(x: np.ndarray, start: int) -> np.ndarray:
     """The 62 PSS/SSS subcarriers of the 128-sample symbol starting at ``start`` (circular)."""
     symbol = np.take(x, np.arange(start, start + SYMBOL), mode="wrap")
     return np.fft.fft(symbol)[_SUBCARRIERS] / np.sqrt(SYMBOL)
-
-
-def _smooth(channel: np.ndarray) -> np.ndarray:
-    """A channel estimate averaged over ``SMOOTHING`` neighbouring subcarriers.
-
-    One PSS symbol's estimate is as noisy as the symbol. The channel changes little over a few
-    subcarriers once the phase slope that the timing's fraction of a sample puts across them
-    is taken out, so the slope is measured (from neighbours' phase differences), removed, the
-    estimate averaged, and the slope put back.
-    """
-    slope = np.angle(np.sum(channel[1:] * np.conj(channel[:-1])))
-    ramp = np.exp(1j * slope * np.arange(len(channel)))
-    kernel = np.ones(SMOOTHING)
-    flat = channel * np.conj(ramp)
-    averaged = np.convolve(flat, kernel, "same") / np.convolve(np.ones(len(flat)), kernel, "same")
-    return averaged * ramp
 
 
 @cache

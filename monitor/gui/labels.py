@@ -5,7 +5,8 @@ The carriers are found exactly as the tracker finds a chunk's carriers
 nominal 3GPP channel nearest to a carrier wholly in view; no label for a sliver too narrow to be
 a carrier; the painted pixels with ``--raw-edges``), so a label and the log agree on class and
 edges. A carrier that holds an LTE cell's centre (:mod:`monitor.occupancy.cells`) is labelled with
-the cell's identity too.
+the cell's identity too, and where the cell's MIB gave its bandwidth, the label's edges are its
+channel's, in view or not.
 """
 
 from __future__ import annotations
@@ -76,10 +77,14 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
     for cls, low, high in carriers(classes):
         low_hz, high_hz = (view.low_edge_hz + low * view.pixel_hz,
                            view.low_edge_hz + high * view.pixel_hz)
-        ids = tuple(c.cell_id for c in cells
-                    if low_hz <= view.center_freq + c.centre_hz < high_hz)
+        held = [c for c in cells if low_hz <= view.center_freq + c.centre_hz < high_hz]
+        ids = tuple(c.cell_id for c in held)
         edges: tuple[float, float] | None = (low_hz, high_hz)
-        if fit_channels:
+        known = [c for c in held if c.channel_hz is not None]
+        if known:
+            centre = view.center_freq + known[0].centre_hz
+            edges = (centre - known[0].channel_hz / 2, centre + known[0].channel_hz / 2)
+        elif fit_channels:
             edges = channel_edges(LABELS[cls], low_hz, high_hz,
                                   wholly_in_view(low, high, classes.shape[1]))
         if edges is not None:

@@ -20,7 +20,7 @@ from monitor.dsp.lte_sync import PSS_HALF_BAND_HZ, STEP_HZ, LteCell, find_lte_ce
 from monitor.occupancy.tracker import occupied_spans
 
 __all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_columns",
-           "find_frame_cells", "reach_columns", "search_ranges"]
+           "channel_columns", "find_frame_cells", "reach_columns", "search_ranges"]
 
 #: Half the widest LTE channel (20 MHz): no LTE carrier reaches further from its centre.
 LTE_REACH_HZ = 10e6
@@ -162,9 +162,9 @@ class CellWatch:
             self.cells = []
             self._pending = None
 
-    def columns(self, classes: np.ndarray) -> list[float]:
-        """The centres (:func:`cell_columns`) of the cells in force for a frame of ``classes``,
-        searching first where a search is due."""
+    def current(self, classes: np.ndarray) -> list[LteCell]:
+        """The cells in force for a frame of ``classes``, searching first where a search is
+        due."""
         if self._pending is not None and self._pending.done():
             self.cells, self._pending = self._pending.result(), None
         if self._since >= self.every_samples and self._pending is None:
@@ -174,17 +174,30 @@ class CellWatch:
             self._since = 0
             if not self.background:
                 self.cells = find_frame_cells(newest, self.geometry, classes)
-                return cell_columns(self.cells, self.geometry)
+                return self.cells
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="lte-cells")
             self._pending = self._pool.submit(find_frame_cells, newest, self.geometry,
                                               classes.copy())
-        return cell_columns(self.cells, self.geometry)
+        return self.cells
 
 
 def cell_columns(cells: list[LteCell], geometry: Geometry) -> list[float]:
-    """The cells' centres in columns from the view's low edge (column ``j`` spans ``[j, j+1)``)."""
-    return [c.centre_hz / geometry.pixel_hz + geometry.width // 2 + 0.5 for c in cells]
+    """The centres of the cells whose width is unknown (no MIB), in columns from the view's low
+    edge (column ``j`` spans ``[j, j+1)``)."""
+    return [_column(c.centre_hz, geometry) for c in cells if c.occupied_hz is None]
+
+
+def channel_columns(cells: list[LteCell], geometry: Geometry) -> list[tuple[float, float]]:
+    """The channels (resource blocks) of the cells whose MIB gave their width, in columns."""
+    return [(_column(c.centre_hz - c.occupied_hz / 2, geometry),
+             _column(c.centre_hz + c.occupied_hz / 2, geometry))
+            for c in cells if c.occupied_hz is not None]
+
+
+def _column(hz: float, geometry: Geometry) -> float:
+    """Hz from the view's centre as a column position (column ``j`` spans ``[j, j+1)``)."""
+    return hz / geometry.pixel_hz + geometry.width // 2 + 0.5
 
 
 def reach_columns(geometry: Geometry) -> float:

@@ -8,7 +8,8 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``emissions_unconfident``, ``emissions_narrow``, ``gaps`` (``count`` and missing ``samples``),
 ``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured;
 ``null`` when none was), ``lte_cells`` (every LTE cell found: ``pci``, ``duplex``, centre
-``freq_hz``) and ``monitor_version``.
+``freq_hz``, and ``n_rb``, its bandwidth in resource blocks where its MIB decoded, else
+``null``) and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -69,7 +70,7 @@ class RunStats:
             carrier of their class.
         queue_high_water: the most blocks ever waiting between reader and processing.
         lte_cells: the LTE cells found, by (PCI, centre to the nearest 10 kHz): (duplex,
-            centre in Hz).
+            centre in Hz, resource blocks or None).
         wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
             :meth:`stop`).
     """
@@ -92,7 +93,8 @@ class RunStats:
     emissions: int = 0
     emissions_unconfident: int = 0
     emissions_narrow: int = 0
-    lte_cells: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
+    lte_cells: dict[tuple[int, int], tuple[str, float, int | None]] = field(
+        default_factory=dict)
     queue_high_water: int = 0
     wall_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -145,11 +147,14 @@ class RunStats:
         with self._lock:
             self.emissions += 1
 
-    def note_lte_cells(self, cells: list[tuple[int, str, float]]) -> None:
-        """LTE cells found, as (PCI, duplex, centre in Hz, absolute)."""
+    def note_lte_cells(self, cells: list[tuple[int, str, float, int | None]]) -> None:
+        """LTE cells found, as (PCI, duplex, centre in Hz (absolute), resource blocks where
+        the MIB decoded). A cell keeps the resource blocks a search found, whatever a later
+        one finds."""
         with self._lock:
-            for pci, duplex, freq in cells:
-                self.lte_cells[(pci, round(freq / 1e4))] = (duplex, freq)
+            for pci, duplex, freq, n_rb in cells:
+                known = self.lte_cells.get((pci, round(freq / 1e4)), (None, None, None))[2]
+                self.lte_cells[(pci, round(freq / 1e4))] = (duplex, freq, n_rb or known)
 
     def note_unlogged(self, unconfident: int, narrow: int) -> None:
         """The emissions closed so far that were too unconfident or too narrow to log."""
@@ -199,8 +204,10 @@ class RunStats:
                 "gaps": {"count": self.gaps, "samples": self.gap_samples},
                 "queue_high_water": self.queue_high_water,
                 "latency_ms": latency,
-                "lte_cells": [{"pci": pci, "duplex": duplex, "freq_hz": round(freq)}
-                              for (pci, _), (duplex, freq) in sorted(self.lte_cells.items())],
+                "lte_cells": [{"pci": pci, "duplex": duplex, "freq_hz": round(freq),
+                               "n_rb": n_rb}
+                              for (pci, _), (duplex, freq, n_rb) in sorted(
+                                  self.lte_cells.items())],
                 "monitor_version": __version__,
             }
 

@@ -136,7 +136,8 @@ class Tracker:
 
     def update(self, first_row: int, probs: np.ndarray, power_db: np.ndarray,
                classes: np.ndarray | None = None, lte_centres: Sequence[float] = (),
-               lte_reach: float = np.inf) -> list[Emission]:
+               lte_reach: float = np.inf,
+               lte_channels: Sequence[tuple[float, float]] = ()) -> list[Emission]:
         """Feed a chunk of rows; return the emissions that closed.
 
         Args:
@@ -145,15 +146,16 @@ class Tracker:
             power_db: float, (rows, width): pixel power, dBFS.
             classes: int, (rows, width): the class of every pixel, the argmax of ``probs``
                 where the caller has it already.
-            lte_centres, lte_reach: LTE cells' centres and the widest LTE carrier's half-width,
-                in columns (:func:`carrier_classes`): an emission a cell names is LTE.
+            lte_centres, lte_reach, lte_channels: LTE cells' centres, the widest LTE carrier's
+                half-width, and the channels of the cells whose MIB gave their width, in
+                columns (:func:`carrier_classes`): an emission a cell names is LTE.
         """
         rows = probs.shape[0]
         winner = probs.argmax(axis=-1) if classes is None else classes
         signal = winner != 0
         seen: set[int] = set()
         found = carriers(winner)
-        named = lte_carriers(winner, found, lte_centres, lte_reach)
+        named = lte_carriers(winner, found, lte_centres, lte_reach, lte_channels)
         for k, (_, low, high) in enumerate(found):
             on = signal[:, low:high].mean(axis=1) >= 0.5
             if not on.any():
@@ -263,7 +265,8 @@ def carriers(classes: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def carrier_classes(classes: np.ndarray, lte_centres: Sequence[float] = (),
-                    lte_reach: float = np.inf) -> np.ndarray:
+                    lte_reach: float = np.inf,
+                    lte_channels: Sequence[tuple[float, float]] = ()) -> np.ndarray:
     """The classes with every signal pixel of a carrier given the carrier's class.
 
     Args:
@@ -271,13 +274,16 @@ def carrier_classes(classes: np.ndarray, lte_centres: Sequence[float] = (),
         lte_centres: where an LTE carrier's PSS was found (:mod:`monitor.dsp.lte_sync`), in
             columns from the view's low edge (column ``j`` spans ``[j, j + 1)``).
         lte_reach: the widest LTE carrier's half-width (10 MHz), in columns.
+        lte_channels: the channels ``[low, high)`` of the LTE cells whose MIB gave their
+            bandwidth (:mod:`monitor.dsp.lte_mib`), in columns.
 
     A carrier is one radio access technology, so where the network paints one in patches of LTE
     and NR, the minority patches are wrong: each carrier of :func:`carriers` (a span of signal
     columns, classed by its columns' votes) gives its class to all its signal pixels. Noise
     stays noise, and signal pixels outside every carrier (slivers too narrow or too rare to be
     one) keep their class. Then the carriers an LTE PSS names (:func:`lte_carriers`) are LTE,
-    whatever their columns voted.
+    whatever their columns voted, and so is every signal pixel within a channel a MIB gave:
+    there the cell says where its carrier is, pixel by pixel.
     """
     out = classes.copy()
     found = carriers(classes)
@@ -285,13 +291,18 @@ def carrier_classes(classes: np.ndarray, lte_centres: Sequence[float] = (),
     for k, (cls, low, high) in enumerate(found):
         block = out[:, low:high]
         block[block != 0] = LTE if k in named else cls
+    for low, high in lte_channels:  # the pixels whose centre lies in the channel
+        block = out[:, max(0, int(np.ceil(low - 0.5))) : max(0, int(np.ceil(high - 0.5)))]
+        block[block != 0] = LTE
     return out
 
 
 def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
-                 centres: Sequence[float], reach: float) -> set[int]:
+                 centres: Sequence[float], reach: float,
+                 channels: Sequence[tuple[float, float]] = ()) -> set[int]:
     """Which of the carriers ``found`` (:func:`carriers` of ``classes``) an LTE PSS at one of
-    ``centres`` names (indices).
+    ``centres``, or an LTE cell's channel of ``channels`` (known from its MIB), names
+    (indices). A channel names the carriers at least half within it.
 
     An LTE carrier is symmetric about its PSS and reaches at most ``reach`` (10 MHz) from it.
     Of the signal span that holds a centre:
@@ -311,7 +322,8 @@ def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
     its rows are unknown.
     """
     width = classes.shape[1]
-    named = set()
+    named = {k for k, (_, a, b) in enumerate(found) for low, high in channels
+             if min(b, high) - max(a, low) >= 0.5 * (b - a)}
     spans = occupied_spans(classes != 0) if len(centres) else []
     for centre in centres:
         for low, high in spans:

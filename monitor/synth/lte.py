@@ -6,7 +6,8 @@ subframe, with everything a spectrum monitor can see of it:
 - cell-specific reference signals (CRS) of antenna ports 0 and 1 in every downlink symbol 0 and
   4 of each slot (36.211 6.10.1), bit-exact, so an idle cell is never silent;
 - PSS and SSS (36.211 6.11) in subframes 0 and 5 (FDD) or 0/1 and 5/6 (TDD), bit-exact;
-- PBCH (36.211 6.6) in slot 1 of subframe 0, with random bits;
+- PBCH (36.211 6.6) in slot 1 of subframe 0, carrying the cell's MIB coded as 36.212 5.3.1
+  codes it (:mod:`monitor.synth.bch`: its bandwidth and system frame number, counted from 0);
 - the control region (PCFICH, PHICH and PDCCH, 36.211 6.7-6.9) in the first CFI symbols;
 - PDSCH (36.211 6.4) on a random set of resource blocks per subframe, one modulation per
   subframe;
@@ -25,7 +26,7 @@ statistics of what is sent):
   grows with the PDSCH load (10-30 % of REGs on an idle cell: PCFICH, PHICH and common search
   space; up to all of them at full load). PCFICH/PHICH placement, CCE interleaving and channel
   coding are not modelled.
-- PBCH and PDSCH carry random QPSK/QAM symbols, not coded transport blocks.
+- PDSCH carries random QPSK/QAM symbols, not coded transport blocks.
 - PDSCH leaves out the whole central 72 subcarriers (the 62 sequence REs and the 10 reserved
   ones) of symbols that carry PSS, SSS or PBCH, also in the RBs of an odd N_RB that they only
   partly overlap.
@@ -42,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from monitor.bandwidths import LTE_BANDWIDTHS
+from monitor.synth.bch import Mib, pbch_symbols
 from monitor.synth.ofdm import CarrierGrid
 from monitor.synth.sequences import gold_sequence
 
@@ -49,6 +51,7 @@ __all__ = [
     "LteConfig",
     "LteFrame",
     "LteRe",
+    "crs_sequence",
     "lte_frame",
     "lte_grid",
     "lte_occupied_hz",
@@ -202,13 +205,15 @@ def lte_occupied_hz(n_rb: int) -> float:
     return (12 * n_rb + 1) * SCS
 
 
-def _crs_sequence(cell_id: int) -> np.ndarray:
-    """r_{l,ns}(m) for ns = 0-19, l = 0 and 4, m = 0 .. 2 N_RB_max - 1: (20, 2, 220) complex64.
+def crs_sequence(cell_id: int, symbols: tuple[int, ...] = (0, 4)) -> np.ndarray:
+    """r_{l,ns}(m) for ns = 0-19, the slot's symbols l, m = 0 .. 2 N_RB_max - 1:
+    (20, len(symbols), 220) complex64.
 
-    36.211 6.10.1.1, normal CP (N_CP = 1).
+    36.211 6.10.1.1, normal CP (N_CP = 1). Ports 0 and 1 send in symbols 0 and 4 of a slot,
+    ports 2 and 3 in symbol 1.
     """
     ns = np.arange(20)[:, None]
-    sym = np.array([0, 4])[None, :]
+    sym = np.array(symbols)[None, :]
     c_init = 2**10 * (7 * (ns + 1) + sym + 1) * (2 * cell_id + 1) + 2 * cell_id + 1
     c = gold_sequence(c_init, 4 * _N_RB_MAX).astype(np.float32)
     r = ((1 - 2 * c[..., 0::2]) + 1j * (1 - 2 * c[..., 1::2])) / np.sqrt(2)
@@ -322,7 +327,8 @@ def lte_frame(
     rng : np.random.Generator
         Source of the allocations and data; the same state gives the same grid.
     first_subframe : int
-        Subframe number of the first subframe; numbering continues modulo 10.
+        Subframe number of the first subframe; numbering continues modulo 10. Its tens, and
+        the frames after, are the system frame numbers the PBCH sends.
 
     Returns
     -------
@@ -365,7 +371,7 @@ def lte_frame(
     # v = 0 (l = 0) / 3 (l = 4) for port 0 and the other way round for port 1.
     rows = np.flatnonzero(downlink & ((sym == 0) | (sym == 4)))
     m_prime = np.arange(2 * n_rb) + _N_RB_MAX - n_rb
-    seq = _crs_sequence(config.cell_id)[ns[rows], (sym[rows] == 4).astype(np.int64)][:, m_prime]
+    seq = crs_sequence(config.cell_id)[ns[rows], (sym[rows] == 4).astype(np.int64)][:, m_prime]
     for port in range(config.n_ports):
         v = np.where(sym[rows] == 0, 3 * port, 3 - 3 * port)
         cols = 6 * np.arange(2 * n_rb) + ((v + v_shift) % 6)[:, None]
@@ -428,13 +434,22 @@ def lte_frame(
     data_bits[pbch | control] = 2
     data = data_bits > 0
     values[data] = _qam(rng, data_bits[data])
+    # The PBCH's symbols replace the random ones drawn for its REs, which keeps the generator's
+    # draws, and so every other RE, as they were. Its REs go in order of k, then l (36.211
+    # 6.6.4); the system frame number counts the frames from subframe 0 of the first.
+    for row in np.flatnonzero((sf_of_row == 0) & (l_sf == 7)):
+        sfn = (first_subframe + sf_row[row]) // 10 % 1024
+        block = pbch[row : row + 4]
+        values[row : row + 4][block] = pbch_symbols(Mib(n_rb, sfn), config.n_ports,
+                                                    config.cell_id)
     re_type[pbch] = LteRe.PBCH
     re_type[control] = LteRe.CONTROL
     re_type[pdsch] = LteRe.PDSCH
 
     # 36.211 6.12: subcarrier k < 6 N_RB sits at k - 6 N_RB, k >= 6 N_RB at k - 6 N_RB + 1.
     cp = np.where(sym == 0, _CP_FIRST, _CP_OTHER) * _TS
-    grid = CarrierGrid(np.insert(values, centre, 0, axis=1), SCS, -centre, cp)
+    grid = CarrierGrid(np.insert(values, centre, 0, axis=1), SCS, -centre, cp,
+                      continuous_phase=True)
     return LteFrame(
         grid=grid,
         re_type=np.insert(re_type, centre, LteRe.EMPTY, axis=1),

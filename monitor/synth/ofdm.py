@@ -38,12 +38,20 @@ class CarrierGrid:
         DC subcarrier is column 6 N_RB; NR: -6 N_RB).
     cp_seconds : np.ndarray
         float64, shape (n_symbols,): the cyclic-prefix length of each symbol.
+    continuous_phase : bool
+        How the carrier is brought to its frequency. True (LTE, 36.211 7.4): by a mixer whose
+        phase runs on from symbol to symbol, so that a receiver tuned anywhere sees every
+        subcarrier's phase advance continuously, and can carry a channel estimate from one
+        symbol to the next. False (NR, 38.211 5.4): each symbol's upconversion restarts its
+        phase at the symbol's useful part; here at the frequency of the scene's centre, as the
+        carrier's absolute frequency is not known.
     """
 
     values: np.ndarray
     scs: float
     first_subcarrier: int
     cp_seconds: np.ndarray
+    continuous_phase: bool = False
 
     @property
     def n_symbols(self) -> int:
@@ -120,6 +128,9 @@ def modulate(
     frac = -useful - a
     cols = bins[keep]
     phase = np.outer(frac, cols).astype(np.float32) * np.float32(2 * np.pi / n_fft)
+    if grid.continuous_phase:  # the whole-bin shift as a mixer running since output sample 0
+        turns = np.mod(shift_bins * useful, n_fft)[:, None].astype(np.float32)
+        phase += turns * np.float32(2 * np.pi / n_fft)
     rotation = np.cos(phase) + 1j * np.sin(phase)  # complex64 (float32 phase), faster than exp
     spectra = np.zeros((len(symbols), n_fft), dtype=np.complex64)
     spectra[:, np.mod(cols, n_fft)] = grid.values[first:last][:, keep] * rotation

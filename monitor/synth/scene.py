@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -353,7 +353,7 @@ def _gate(grid: CarrierGrid, start_time: float, on_start: float, on_stop: float)
         return grid
     values = grid.values.copy()
     values[off] = 0
-    return CarrierGrid(values, grid.scs, grid.first_subcarrier, grid.cp_seconds)
+    return replace(grid, values=values)
 
 
 def _resample(x: np.ndarray, ratio: Fraction) -> np.ndarray:

@@ -46,7 +46,8 @@ from monitor.dsp.frames import pad_rows
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
-from monitor.occupancy.cells import cell_columns, find_frame_cells, reach_columns
+from monitor.occupancy.cells import (cell_columns, channel_columns, find_frame_cells,
+                                     reach_columns)
 from monitor.occupancy.tracker import carrier_classes
 from monitor.sources.files import open_recording
 from monitor.synth.truth import CLASS_INDEX, carrier_region, silent_as_noise
@@ -255,7 +256,8 @@ class CaptureResult:
             with the carriers an LTE cell's PSS names made LTE).
         served: whether the sample rate is one the model was trained for.
         cells: the LTE cells found in the frames (:mod:`monitor.occupancy.cells`), as
-            ``"PCI (duplex)"``, each once.
+            ``"PCI (duplex)"``, each once, or ``"PCI (duplex, N RB)"`` where a frame's MIB
+            decoded.
     """
 
     recording: str
@@ -431,7 +433,8 @@ def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard
     cells = find_frame_cells(samples, geometry, prediction)
     done, found = searched.lte_cells
     searched.lte_cells = (done + 1, found + len(cells))
-    return carrier_classes(prediction, cell_columns(cells, geometry), reach_columns(geometry))
+    return carrier_classes(prediction, cell_columns(cells, geometry), reach_columns(geometry),
+                           channel_columns(cells, geometry))
 
 
 def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
@@ -529,16 +532,19 @@ def evaluate_captures(
             spans = [(0, rows_total)] if rows_total else []
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
-        cells: dict[str, None] = {}
+        cells: dict[str, int | None] = {}  # a cell, and its RBs where a MIB gave them
         for first_row, rows in spans:
             iq = rec.read(first_row * spr, rows * spr)
             x = network_input(spectrogram.rows(torch.from_numpy(iq).to(device)))
             padded = pad_rows(x, geometry.height)
             prediction = segment(model, padded[None])[0, :rows].cpu().numpy()
             found = find_frame_cells(iq, geometry, prediction)
-            cells.update(dict.fromkeys(f"{c.cell_id} ({c.duplex})" for c in found))
+            for c in found:
+                key = f"{c.cell_id} ({c.duplex}"
+                cells[key] = cells.get(key) or (c.mib.n_rb if c.mib else None)
             carrier_shown = carrier_classes(prediction, cell_columns(found, geometry),
-                                            reach_columns(geometry))
+                                            reach_columns(geometry),
+                                            channel_columns(found, geometry))
             counts += torch.bincount(torch.from_numpy(prediction).reshape(-1),
                                      minlength=len(CLASS_NAMES))
             shown += torch.bincount(torch.from_numpy(carrier_shown).reshape(-1),
@@ -549,7 +555,7 @@ def evaluate_captures(
             frames=len(spans), rows=sum(r for _, r in spans), counts=counts.tolist(),
             shown_counts=shown.tolist(),
             served=card.serves(rec.sample_rate),
-            cells=list(cells),
+            cells=[f"{key}, {n_rb} RB)" if n_rb else f"{key})" for key, n_rb in cells.items()],
         ))
     return results
 
@@ -966,7 +972,7 @@ def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
         count += f" and {_passed(others, shown=True)} of {len(others)}"
     lines = [f"## Real recordings: {name} ({count})", "",
              "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
-             "NR % of signal | verdict | as shown (carrier classes) | LTE cells (PCI) |",
+             "NR % of signal | verdict | as shown (carrier classes) | LTE cells (PCI; MIB) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in recs:
         ok, reason = r.verdict()

@@ -1,0 +1,132 @@
+"""The MIB: its coding (36.212 5.3.1) against known values, and its decoding from the generator's
+carriers and from the recordings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.dsp.lte_mib import _viterbi, decode_mib
+from monitor.dsp.lte_sync import find_lte_cells
+from monitor.synth.bch import (BANDWIDTH_RB, CODED_BITS, Mib, crc16, pbch_bits,
+                               rate_match_indices, tbcc_encode)
+from monitor.synth.scene import SceneSpec, parse_carrier, render
+
+CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
+
+
+def scene_iq(rate: float, *carriers: str, seed: int = 1, seconds: float = 0.04) -> np.ndarray:
+    spec = SceneSpec(rate, seconds, [parse_carrier(c) for c in carriers])
+    return render(spec, np.random.default_rng(seed)).iq
+
+
+def test_crc16_is_the_ccitt_polynomial() -> None:
+    """gCRC16 with a zero register is CRC-16/XMODEM, whose check value is 0x31C3."""
+    bits = np.unpackbits(np.frombuffer(b"123456789", np.uint8))
+    assert int("".join(map(str, crc16(bits))), 2) == 0x31C3
+
+
+def test_the_code_is_tail_biting_and_the_rate_matching_repeats_each_bit_16_times() -> None:
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, 40).astype(np.uint8)
+    # no tail: turning the input turns every stream alike
+    assert np.array_equal(tbcc_encode(np.roll(bits, 3)), np.roll(tbcc_encode(bits), 3, axis=1))
+    # a single 1 gives each generator's taps (133, 171, 165 octal) from where it stands
+    impulse = np.zeros(40, np.uint8)
+    impulse[0] = 1
+    assert [int("".join(map(str, s[:7])), 2) for s in tbcc_encode(impulse)] == [0o133, 0o171,
+                                                                                  0o165]
+    index = rate_match_indices()
+    assert np.array_equal(np.bincount(index, minlength=CODED_BITS), np.full(CODED_BITS, 16))
+    # column 1 of the interleaver is read first; its first row is a dummy bit, its second d(9)
+    assert list(index[:4]) == [9, 25, 17, 1]
+
+
+def test_viterbi_finds_the_sent_bits_through_noise() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        bits = rng.integers(0, 2, 40).astype(np.uint8)
+        soft = 1 - 2 * tbcc_encode(bits).astype(np.float32) + rng.normal(0, 0.8, (3, 40))
+        assert np.array_equal(_viterbi(soft), bits)
+
+
+@pytest.mark.parametrize("n_rb", BANDWIDTH_RB)
+def test_mib_fields_survive_their_bits(n_rb: int) -> None:
+    mib = Mib(n_rb, sfn=4 * 171 + 2, phich_extended=True, phich_resource=1)
+    assert Mib.from_bits(mib.bits(), 2) == mib
+    assert len(pbch_bits(mib, 2, 86)) == 480
+
+
+@pytest.mark.parametrize(("rate", "carrier", "n_rb", "ports"), [
+    (1.92e6, "lte:bw=20e6,offset=120e3,snr=0,load=1,cell=142,n_ports=2", 100, 2),
+    (1.92e6, "lte:bw=1.4e6,offset=-300e3,snr=5,load=0,duplex=tdd,config=1,cell=67", 6, 1),
+    (19.2e6, "lte:bw=5e6,offset=-4.1e6,snr=0,load=0.5,cell=86,n_ports=2", 25, 2),
+    (19.2e6, "lte:bw=10e6,offset=2e6,snr=5,load=0.8,channel=etu70,cell=503", 50, 1),
+    (19.2e6, "lte:bw=15e6,offset=1e6,snr=10,load=0.3,cfo=2000,cell=12,n_ports=2", 75, 2),
+])
+def test_the_generator_carriers_bandwidth_is_read_from_its_mib(
+        rate: float, carrier: str, n_rb: int, ports: int) -> None:
+    offset = float(carrier.split("offset=")[1].split(",")[0])
+    iq = scene_iq(rate, carrier)
+    (cell,) = find_lte_cells(iq, rate, 0.04, offset - 1e6, offset + 1e6)
+    assert cell.mib is not None and (cell.mib.n_rb, cell.ports) == (n_rb, ports)
+    assert cell.occupied_hz == pytest.approx((12 * n_rb + 1) * 15e3)
+    # the generator counts frames from 0: the first whole frame searched is frame 0 or 1
+    assert cell.mib.sfn in (0, 1)
+
+
+def test_no_mib_for_another_cell_or_for_noise() -> None:
+    iq = scene_iq(1.92e6, "lte:bw=3e6,offset=0,snr=10,cell=20")
+    (cell,) = find_lte_cells(iq, 1.92e6, 0.04)
+    assert cell.cell_id == 20 and cell.mib is not None
+    noise = (np.random.default_rng(4).standard_normal((2, 76800)).T @ [1, 1j])
+    assert decode_mib(noise.astype(np.complex64), 1000, 20) is None
+    x = iq.astype(np.complex64)
+    assert all(decode_mib(x, start, cell_id) is None
+               for start in (0, 5000) for cell_id in (21, 26))
+
+
+RECORDED_MIBS = {  # recording: (PCI, resource blocks, antenna ports)
+    "lte-tdd-2585-rtlsdr": (68, 100, 2),
+    "lte-2645-rtlsdr": (22, 100, 2),
+    "lte-1815-hackrf": (300, 100, 2),
+}
+
+
+@pytest.mark.skipif(not CAPTURES.is_dir(), reason="../shared/captures is absent")
+@pytest.mark.parametrize("name", sorted(RECORDED_MIBS))
+def test_the_recordings_mibs(name: str) -> None:
+    """Real eNodeBs' MIBs decode: 20 MHz carriers (truth.json), two ports; 20 ms later the
+    system frame number is two frames on."""
+    entry = next(e for e in json.loads((CAPTURES / "truth.json").read_text())
+                 if e["recording"] == name)
+    rate = entry["sample_rate"]
+    dtype = {"cu8": np.uint8, "ci8": np.int8}[entry["datatype"]]
+    raw = np.fromfile(CAPTURES / f"{name}.sigmf-data", dtype, count=int(0.06 * rate) * 2)
+    iq = (raw[0::2].astype(np.float32) + 1j * raw[1::2].astype(np.float32))
+    iq = (iq - (127.5 + 127.5j if dtype is np.uint8 else 0)).astype(np.complex64)
+    pci, n_rb, ports = RECORDED_MIBS[name]
+    sfns = []
+    for start in (0, 0.02):
+        part = iq[int(start * rate) : int((start + 0.04) * rate)]
+        cell = next(c for c in find_lte_cells(part, rate, 0.04, -0.3e6, 0.3e6)
+                    if c.cell_id == pci)
+        assert cell.mib is not None and (cell.mib.n_rb, cell.ports) == (n_rb, ports)
+        sfns.append(cell.mib.sfn)
+    assert sfns[1] == (sfns[0] + 2) % 1024
+
+
+def test_the_generator_sends_the_mib_of_each_frame_on_its_pbch() -> None:
+    from monitor.synth.bch import pbch_symbols
+    from monitor.synth.lte import LteConfig, LteRe, lte_frame
+
+    config = LteConfig(n_rb=25, cell_id=77, n_ports=2)
+    frame = lte_frame(config, 30, np.random.default_rng(3), first_subframe=7)
+    values, kinds = frame.grid.values, frame.re_type
+    for sfn, subframe in ((1, 3), (2, 13)):  # subframe 0 of frames 1 and 2
+        rows = slice(14 * subframe + 7, 14 * subframe + 11)
+        sent = values[rows][kinds[rows] == LteRe.PBCH]
+        assert np.allclose(sent, pbch_symbols(Mib(25, sfn), 2, 77))
