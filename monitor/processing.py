@@ -41,8 +41,13 @@ from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import LteCell
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
 from monitor.dsp.staging import HostToDevice
-from monitor.occupancy.cells import (SEARCH_EVERY, CellWatch, cell_columns, channel_columns,
-                                     reach_columns)
+from monitor.occupancy.cells import (
+    SEARCH_EVERY,
+    CellWatch,
+    cell_columns,
+    channel_columns,
+    reach_columns,
+)
 from monitor.occupancy.emission import Emission
 from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes
 from monitor.sources.base import IQBlock

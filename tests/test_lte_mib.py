@@ -11,8 +11,15 @@ import pytest
 
 from monitor.dsp.lte_mib import _viterbi, decode_mib
 from monitor.dsp.lte_sync import find_lte_cells
-from monitor.synth.bch import (BANDWIDTH_RB, CODED_BITS, Mib, crc16, pbch_bits,
-                               rate_match_indices, tbcc_encode)
+from monitor.synth.bch import (
+    BANDWIDTH_RB,
+    CODED_BITS,
+    Mib,
+    crc16,
+    pbch_bits,
+    rate_match_indices,
+    tbcc_encode,
+)
 from monitor.synth.scene import SceneSpec, parse_carrier, render
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"

@@ -13,12 +13,13 @@ from torch import nn
 from engines.backends.torch_runner import TorchRunner
 from engines.prmnet import create_model
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.lte_sync import STEP_HZ
-from monitor.occupancy.cells import CellWatch
+from monitor.dsp.lte_sync import STEP_HZ, LteCell
+from monitor.occupancy.cells import CellWatch, with_known_mibs
 from monitor.occupancy.stats import RunStats
 from monitor.pipeline import Pipeline
 from monitor.processing import Processor
 from monitor.sources.base import IQBlock, Source
+from monitor.synth.bch import Mib
 
 RATE = 1.92e6
 G = Geometry.for_rate(RATE)
@@ -188,3 +189,15 @@ def test_the_pipeline_searches_a_live_sources_cells_on_a_thread(live: bool) -> N
     assert processor.cells.background == live
     assert processor.cells.searches == 1
     assert (processor.cells._pending is not None) == live  # not yet taken up: no frame after
+
+
+def test_a_cell_keeps_the_mib_an_earlier_search_decoded() -> None:
+    """A carrier's bandwidth does not change: a later search that could not decode the MIB
+    keeps the one decoded before, for the same PCI at the same centre only."""
+    decoded = LteCell(60e3, 86, "FDD", 0.5, 0.4, Mib(100, 12), 2)
+    later = [LteCell(60e3 + STEP_HZ, 86, "FDD", 0.3, 0.2), LteCell(60e3, 87, "FDD", 0.3, 0.2),
+             LteCell(2e6, 86, "FDD", 0.3, 0.2)]
+    kept = with_known_mibs(later, [decoded])
+    assert [c.mib for c in kept] == [Mib(100, 12), None, None]
+    assert kept[0].centre_hz == 60e3 + STEP_HZ and kept[0].ports == 2
+    assert with_known_mibs([decoded], later) == [decoded]

@@ -25,8 +25,17 @@ from functools import cache
 
 import numpy as np
 
-from monitor.synth.bch import (CODED_BITS, CRC_MASKS, FRAME_BITS, GENERATORS,
-                               MIB_BITS, Mib, crc16, rate_match_indices, scrambling)
+from monitor.synth.bch import (
+    CODED_BITS,
+    CRC_MASKS,
+    FRAME_BITS,
+    GENERATORS,
+    MIB_BITS,
+    Mib,
+    crc16,
+    rate_match_indices,
+    scrambling,
+)
 from monitor.synth.lte import crs_sequence
 
 __all__ = ["PORTS", "decode_mib"]
@@ -107,9 +116,9 @@ def smoothed(channel: np.ndarray, width: int) -> np.ndarray:
 
 def _symbol_starts() -> np.ndarray:
     """Where each of a subframe's 14 symbols starts its useful part (normal CP), samples."""
-    l = np.arange(14)
-    first_in_slot = l % 7 == 0
-    cp_start = (l // 7) * SLOT + np.where(first_in_slot, 0, 138 + (l % 7 - 1) * 137)
+    symbol = np.arange(14)
+    first_in_slot = symbol % 7 == 0
+    cp_start = (symbol // 7) * SLOT + np.where(first_in_slot, 0, 138 + (symbol % 7 - 1) * 137)
     return cp_start + np.where(first_in_slot, 10, 9)
 
 
@@ -148,12 +157,12 @@ def _pilots(cell_id: int) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]
     for port in range(4):
         rows, cols, values = [], [], []
         for slot in (0, 1):
-            for l, index in ((0, 0), (4, 2)) if port < 2 else ((1, 1),):
+            for symbol, index in ((0, 0), (4, 2)) if port < 2 else ((1, 1),):
                 if port < 2:
-                    v = (0 if l == 0 else 3) if port == 0 else (3 if l == 0 else 0)
+                    v = (0 if symbol == 0 else 3) if port == 0 else (3 if symbol == 0 else 0)
                 else:
                     v = 3 * (slot % 2) + 3 * (port - 2)
-                rows.append(np.full(12, 7 * slot + l))
+                rows.append(np.full(12, 7 * slot + symbol))
                 cols.append(6 * m + (v + v_shift) % 6)
                 values.append(seq[slot, index, m + 110 - 6])
         out[port] = (np.concatenate(rows), np.concatenate(cols) % 72, np.concatenate(values))
@@ -182,11 +191,11 @@ def _pbch_res(cell_id: int) -> tuple[np.ndarray, np.ndarray]:
     """The PBCH's 240 REs in the order they are sent (k' first, then l; 36.211 6.6.4): the
     subframe symbols and subcarriers, leaving out every CRS port's REs in symbols 7 and 8."""
     rows, cols = [], []
-    for l in range(7, 11):
+    for symbol in range(7, 11):
         k = np.arange(72)
-        if l <= 8:
+        if symbol <= 8:
             k = k[k % 3 != cell_id % 3]
-        rows.append(np.full(len(k), l))
+        rows.append(np.full(len(k), symbol))
         cols.append(k)
     return np.concatenate(rows), np.concatenate(cols)
 

@@ -3,14 +3,19 @@
 The PSS search (:mod:`monitor.dsp.lte_sync`) costs a few milliseconds per candidate centre, so it
 looks only where the network painted signal and an LTE carrier's centre can lie
 (:func:`search_ranges`), likeliest first, and tries at most ``MAX_CENTRES`` centres. A cell found
-names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`).
+names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`); where its MIB
+decoded, the signal in its channel. A carrier's bandwidth does not change, so a cell keeps the
+MIB an earlier search decoded (:func:`with_known_mibs`) where a later one, at a worse moment,
+could not.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,7 +25,8 @@ from monitor.dsp.lte_sync import PSS_HALF_BAND_HZ, STEP_HZ, LteCell, find_lte_ce
 from monitor.occupancy.tracker import occupied_spans
 
 __all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_columns",
-           "channel_columns", "find_frame_cells", "reach_columns", "search_ranges"]
+           "channel_columns", "find_frame_cells", "reach_columns", "search_ranges",
+           "with_known_mibs"]
 
 #: Half the widest LTE channel (20 MHz): no LTE carrier reaches further from its centre.
 LTE_REACH_HZ = 10e6
@@ -40,6 +46,8 @@ EDGE_COLUMNS = 3
 EDGE_SHARE = 0.02
 #: Half of each LTE channel bandwidth: where a carrier's centre lies from its edge.
 HALF_WIDTHS_HZ = tuple(sorted(bw / 2 for bw in LTE_BANDWIDTHS))
+#: Two searches' cells of one PCI are one cell where their centres are this close.
+SAME_CELL_HZ = 2 * STEP_HZ
 
 
 def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, float]]:
@@ -166,20 +174,34 @@ class CellWatch:
         """The cells in force for a frame of ``classes``, searching first where a search is
         due."""
         if self._pending is not None and self._pending.done():
-            self.cells, self._pending = self._pending.result(), None
+            self.cells, self._pending = with_known_mibs(self._pending.result(), self.cells), None
         if self._since >= self.every_samples and self._pending is None:
             held = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.complex64)
             newest = held[-round(SEARCH_SECONDS * self.geometry.sample_rate):]
             self.searches += 1
             self._since = 0
             if not self.background:
-                self.cells = find_frame_cells(newest, self.geometry, classes)
+                self.cells = with_known_mibs(find_frame_cells(newest, self.geometry, classes),
+                                             self.cells)
                 return self.cells
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="lte-cells")
             self._pending = self._pool.submit(find_frame_cells, newest, self.geometry,
                                               classes.copy())
         return self.cells
+
+
+def with_known_mibs(cells: list[LteCell], known: Sequence[LteCell]) -> list[LteCell]:
+    """The cells, each whose MIB did not decode given the MIB that ``known`` holds for it (the
+    same PCI within ``SAME_CELL_HZ``), with that search's system frame number."""
+    out = []
+    for cell in cells:
+        held = next((k for k in known if k.mib is not None and k.cell_id == cell.cell_id
+                     and abs(k.centre_hz - cell.centre_hz) <= SAME_CELL_HZ), None)
+        if cell.mib is None and held is not None:
+            cell = replace(cell, mib=held.mib, ports=held.ports)
+        out.append(cell)
+    return out
 
 
 def cell_columns(cells: list[LteCell], geometry: Geometry) -> list[float]:

@@ -78,7 +78,8 @@ class Mib:
             ValueError: for a dl-Bandwidth beyond the six values.
         """
         def field(start: int, width: int) -> int:
-            return int(sum(int(b) << (width - 1 - i) for i, b in enumerate(bits[start:start + width])))
+            part = bits[start : start + width]
+            return int(sum(int(b) << (width - 1 - i) for i, b in enumerate(part)))
 
         bandwidth = field(0, 3)
         if bandwidth >= len(BANDWIDTH_RB):

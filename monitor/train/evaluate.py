@@ -44,10 +44,16 @@ from torch import nn
 from engines.prmnet import CLASS_NAMES
 from monitor.dsp.frames import pad_rows
 from monitor.dsp.geometry import Geometry
+from monitor.dsp.lte_sync import LteCell
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
-from monitor.occupancy.cells import (cell_columns, channel_columns, find_frame_cells,
-                                     reach_columns)
+from monitor.occupancy.cells import (
+    cell_columns,
+    channel_columns,
+    find_frame_cells,
+    reach_columns,
+    with_known_mibs,
+)
 from monitor.occupancy.tracker import carrier_classes
 from monitor.sources.files import open_recording
 from monitor.synth.truth import CLASS_INDEX, carrier_region, silent_as_noise
@@ -533,12 +539,14 @@ def evaluate_captures(
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         cells: dict[str, int | None] = {}  # a cell, and its RBs where a MIB gave them
+        known: list[LteCell] = []  # as the monitor's, a cell keeps a MIB once decoded
         for first_row, rows in spans:
             iq = rec.read(first_row * spr, rows * spr)
             x = network_input(spectrogram.rows(torch.from_numpy(iq).to(device)))
             padded = pad_rows(x, geometry.height)
             prediction = segment(model, padded[None])[0, :rows].cpu().numpy()
-            found = find_frame_cells(iq, geometry, prediction)
+            found = with_known_mibs(find_frame_cells(iq, geometry, prediction), known)
+            known = [*found, *known]
             for c in found:
                 key = f"{c.cell_id} ({c.duplex}"
                 cells[key] = cells.get(key) or (c.mib.n_rb if c.mib else None)
