@@ -20,7 +20,10 @@ The search (:func:`find_lte_cells`), at the cell-search rate of 1.92 MS/s (128-s
    subcarriers off correlate almost as well. The SSS (m-sequences, without that property)
    settles it: for the strongest PSS candidates of a carrier, the SSS symbol (one symbol before
    the PSS for FDD, three for TDD), its subcarriers phased by the PSS's, is correlated with
-   the 168 SSS of the PSS's group in both half-frame orders. The best names the cell.
+   the 168 SSS of the PSS's group in both half-frame orders. The best names the cell, and its
+   half-frame order and PSS place its radio frames.
+4. The cell's PBCH, where its radio frames are, gives its MIB (:mod:`monitor.dsp.lte_mib`):
+   the carrier's bandwidth.
 
 A cell is declared where both averages exceed the thresholds at which noise alone would cross
 them once in ``1 / FALSE_ALARM`` searches (each average over ``K`` half-frames is a gamma
