@@ -213,7 +213,13 @@ def test_a_cell_whose_mib_gave_its_channel_makes_the_signal_in_it_lte_and_nothin
     power = np.full((64, G.width), -60.0, dtype=np.float32)
     probs = _probs(64, [(2, 40, 100), (2, 130, 200)])
     t.update(0, probs, power, lte_channels=[(40.0, 100.0)])
-    assert [e.label for e in t.close_all()] == ["LTE", "NR"]
+    lte, nr = t.close_all()
+    assert (lte.label, nr.label) == ("LTE", "NR")
+    # logged as the cell's channel: 60 columns of 75 kHz, 4.5 MHz of resource blocks, are a
+    # 5 MHz channel
+    assert lte.bandwidth_hz == pytest.approx(5e6)
+    assert (lte.freq_low_hz + lte.freq_high_hz) / 2 == pytest.approx(
+        FC + (70 - G.width // 2 - 0.5) * G.pixel_hz)
 
 
 def test_an_emission_an_lte_cell_names_is_lte_and_logged_however_unsure_the_network() -> None:

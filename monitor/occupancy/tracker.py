@@ -21,7 +21,8 @@ over all its pixels, and its confidence is the mean probability of that class: o
 one emission even where the network wavers between the classes from frame to frame, unless an
 LTE cell's PSS named one of its carriers (``lte_centres``, :func:`lte_carriers`): then it is
 LTE, its confidence still the mean LTE probability (the log's definition), and it is logged
-whatever that is, as the PSS outweighs the network. An emission
+whatever that is, as the PSS outweighs the network. Where the cell's MIB gave its channel
+(``lte_channels``), the emission is logged with that channel's edges, in view or not. An emission
 whose confidence is under ``min_confidence`` is not returned but counted (:attr:`Tracker.
 unconfident`): where the network paints noise as signal it does so in slivers of mean class
 probability well under a half, which would otherwise fill the log with short emissions. An
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.channels import channel_edges, wholly_in_view
+from monitor.occupancy.channels import channel_edges, fit_channel, wholly_in_view
 from monitor.occupancy.emission import Emission
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carrier_classes",
@@ -101,6 +102,7 @@ class _Open:
     edge_weight: float = 0.0
     edges_sum: list[float] = field(default_factory=lambda: [0.0, 0.0])
     lte_named: bool = False
+    lte_channel: tuple[float, float] | None = None  # columns, where a cell's MIB named it
 
 
 class Tracker:
@@ -169,6 +171,7 @@ class Tracker:
                 self._open.append(target)
             seen.add(id(target))
             target.lte_named |= k in named
+            target.lte_channel = _holding_channel(low, high, lte_channels) or target.lte_channel
             target.last_row = first_row + int(active[-1])
             n_rows = int(active[-1] - active[0]) + 1
             target.rows_seen += n_rows
@@ -224,7 +227,11 @@ class Tracker:
             if confidence < self.min_confidence and not e.lte_named:
                 self.unconfident += 1
                 continue
-            if self.fit_channels:
+            if e.lte_channel is not None:  # the cell's own channel, in view or not
+                low, high = fit_channel("LTE", *(
+                    self.center_freq + (px - centre_px - 0.5) * g.pixel_hz
+                    for px in e.lte_channel))
+            elif self.fit_channels:
                 edges = channel_edges(LABELS[cls], low, high,
                                       wholly_in_view(e.low_px, e.high_px, g.width))
                 if edges is None:
@@ -322,8 +329,7 @@ def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
     its rows are unknown.
     """
     width = classes.shape[1]
-    named = {k for k, (_, a, b) in enumerate(found) for low, high in channels
-             if min(b, high) - max(a, low) >= 0.5 * (b - a)}
+    named = {k for k, (_, a, b) in enumerate(found) if _holding_channel(a, b, channels)}
     spans = occupied_spans(classes != 0) if len(centres) else []
     for centre in centres:
         for low, high in spans:
@@ -340,6 +346,13 @@ def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
                 named.update(k for k in within if found[k][1] <= centre < found[k][2]
                              and _lte_shaped(found[k][1], found[k][2], width, centre, reach))
     return named
+
+
+def _holding_channel(low: int, high: int, channels: Sequence[tuple[float, float]]
+                     ) -> tuple[float, float] | None:
+    """The channel of ``channels`` that holds at least half of columns ``[low, high)``."""
+    return next((c for c in channels if min(high, c[1]) - max(low, c[0]) >= 0.5 * (high - low)),
+                None)
 
 
 def _lte_shaped(low: int, high: int, width: int, centre: float, reach: float) -> bool:
