@@ -137,3 +137,22 @@ def test_the_generator_sends_the_mib_of_each_frame_on_its_pbch() -> None:
         rows = slice(14 * subframe + 7, 14 * subframe + 11)
         sent = values[rows][kinds[rows] == LteRe.PBCH]
         assert np.allclose(sent, pbch_symbols(Mib(25, sfn), 2, 77))
+
+
+def test_the_eval_counts_the_lte_carriers_found_and_sized() -> None:
+    from monitor.dsp.geometry import Geometry
+    from monitor.dsp.lte_sync import LteCell
+    from monitor.train.evaluate import _cells_found
+
+    geometry = Geometry.for_rate(19.2e6)
+    meta = {"carriers": [
+        {"label": "LTE", "freq_low_hz": -5e6, "freq_high_hz": 5e6, "cell_id": 7},
+        {"label": "LTE", "freq_low_hz": 2e6, "freq_high_hz": 22e6, "cell_id": 8},  # PSS beyond
+        {"label": "NR", "freq_low_hz": -9e6, "freq_high_hz": -6e6, "cell_id": 7}]}
+    sized = LteCell(7.5e3, 7, "FDD", 0.5, 0.5, Mib(50), 1)
+    assert _cells_found(meta, [sized], geometry) == (1, 1, 1)
+    assert _cells_found(meta, [LteCell(0.0, 7, "FDD", 0.5, 0.5, Mib(25), 1)], geometry) == (
+        1, 1, 0)
+    assert _cells_found(meta, [LteCell(0.0, 7, "FDD", 0.5, 0.5)], geometry) == (1, 1, 0)
+    assert _cells_found(meta, [LteCell(0.0, 6, "FDD", 0.5, 0.5)], geometry) == (1, 0, 0)
+    assert _cells_found(meta, [LteCell(30e3, 7, "FDD", 0.5, 0.5)], geometry) == (1, 0, 0)

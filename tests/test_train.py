@@ -722,7 +722,9 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     args = parser.parse_args(["eval", str(best), "--data", str(data["val"]), "--limit", "1",
                               "--lte-cells", "--worst-frames", "0"])
     assert args.func(args) == 0
-    assert "1 frames searched for LTE cells (`--lte-cells`)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 frames searched for LTE cells (`--lte-cells`)" in out
+    assert re.search(r"Of the (\d+) LTE carriers whose PSS lies in view, \d+ were found", out)
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)

@@ -44,10 +44,11 @@ from torch import nn
 from engines.prmnet import CLASS_NAMES
 from monitor.dsp.frames import pad_rows
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.lte_sync import LteCell
+from monitor.dsp.lte_sync import PSS_HALF_BAND_HZ, LteCell
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
 from monitor.occupancy.cells import (
+    SAME_CELL_HZ,
     cell_columns,
     channel_columns,
     find_frame_cells,
@@ -132,6 +133,9 @@ class EvalResult:
         shown: pixel counts of the classes as the monitor shows them (carrier classes; with the
             carriers an LTE cell's PSS names made LTE where ``lte_cells`` searched for them).
         lte_cells: frames searched for LTE cells (in IQ rendered again), and cells found.
+        lte_carriers: of the LTE carriers in the frames searched whose PSS lies in view, those
+            found with their cell's PCI (within ``SAME_CELL_HZ`` of their centre), and those
+            whose MIB gave their bandwidth too.
         by_snr: pixel counts per SNR bin.
         frames_by_snr: frames per SNR bin.
         by_view: pixel counts per kind of view (see view_kind).
@@ -168,6 +172,7 @@ class EvalResult:
     confusion: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     shown: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     lte_cells: tuple[int, int] = (0, 0)
+    lte_carriers: tuple[int, int, int] = (0, 0, 0)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
@@ -223,7 +228,10 @@ class EvalResult:
             "frames": self.frames,
             "pixels": self.confusion.summary(),
             "pixels_as_shown": self.shown.summary(),
-            "lte_cells": {"frames_searched": self.lte_cells[0], "found": self.lte_cells[1]},
+            "lte_cells": {"frames_searched": self.lte_cells[0], "found": self.lte_cells[1],
+                          "carriers_in_view": self.lte_carriers[0],
+                          "carriers_found": self.lte_carriers[1],
+                          "carriers_with_bandwidth": self.lte_carriers[2]},
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
@@ -401,8 +409,8 @@ def evaluate(
         prediction = segment(model, inputs).cpu()
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
-        shown = [_shown(p.numpy(), frames, i, card, result if lte_cells else None)
-                 for i, p in zip(indices, prediction, strict=True)]
+        shown = [_shown(p.numpy(), frames, i, card, result if lte_cells else None, meta)
+                 for i, p, meta in zip(indices, prediction, metas, strict=True)]
         result.shown.update(torch.from_numpy(np.stack(shown)), labels)
         for i, pred, truth, meta in zip(indices, prediction, labels, metas, strict=True):
             spans = predicted_carriers(pred)
@@ -429,7 +437,7 @@ def evaluate(
 
 
 def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard,
-           searched: EvalResult | None) -> np.ndarray:
+           searched: EvalResult | None, meta: dict[str, Any]) -> np.ndarray:
     """A frame's classes as the monitor shows them; its LTE cells searched for and counted in
     ``searched`` where given and where the frame's samples can be had."""
     samples = None if searched is None else frames.samples(index)
@@ -439,8 +447,31 @@ def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard
     cells = find_frame_cells(samples, geometry, prediction)
     done, found = searched.lte_cells
     searched.lte_cells = (done + 1, found + len(cells))
+    searched.lte_carriers = tuple(  # type: ignore[assignment]
+        a + b for a, b in zip(searched.lte_carriers, _cells_found(meta, cells, geometry),
+                              strict=True))
     return carrier_classes(prediction, cell_columns(cells, geometry), reach_columns(geometry),
                            channel_columns(cells, geometry))
+
+
+def _cells_found(meta: dict[str, Any], cells: list[LteCell], geometry: Geometry
+                 ) -> tuple[int, int, int]:
+    """Of a frame's LTE carriers whose PSS lies in view: how many, how many ``cells`` found with
+    their PCI, and how many of those with their bandwidth from the MIB."""
+    edge = geometry.sample_rate / 2 - PSS_HALF_BAND_HZ
+    in_view = found = sized = 0
+    for carrier in meta.get("carriers", []):
+        centre = (carrier["freq_low_hz"] + carrier["freq_high_hz"]) / 2
+        if carrier["label"] != "LTE" or abs(centre) > edge:
+            continue
+        in_view += 1
+        cell = next((c for c in cells if c.cell_id == carrier["cell_id"]
+                     and abs(c.centre_hz - centre) <= SAME_CELL_HZ), None)
+        found += cell is not None
+        width = carrier["freq_high_hz"] - carrier["freq_low_hz"]
+        sized += cell is not None and cell.channel_hz is not None and abs(
+            cell.channel_hz - width) < 1e3
+    return in_view, found, sized
 
 
 def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
@@ -740,8 +771,14 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
              "IoU from the network's own classes.", ""]
     for r in results:
         if r.lte_cells[0]:
+            in_view, found, sized = r.lte_carriers
+            share = [n / in_view if in_view else float("nan") for n in (found, sized)]
             lines += [f"{r.name}: {r.lte_cells[0]} frames searched for LTE cells (`--lte-cells`), "
-                      f"{r.lte_cells[1]} cells found; the carriers they name are LTE.", ""]
+                      f"{r.lte_cells[1]} cells found; the carriers they name are LTE, and the "
+                      f"signal in the channels their MIBs give. Of the {in_view} LTE carriers "
+                      f"whose PSS lies in view, {found} were found with their PCI "
+                      f"({_pct(share[0])} %), {sized} with their bandwidth from the MIB too "
+                      f"({_pct(share[1])} %).", ""]
     lines += _class_header("change")
     for r in results:
         s = r.shown.summary()
