@@ -131,10 +131,10 @@ def _without_frequency_error(x: np.ndarray, frame_start: int) -> np.ndarray:
     A cyclic prefix repeats the end of its symbol 128 samples later, so their product's phase
     is the error's over 128 samples: unambiguous for errors up to half a subcarrier.
     """
-    cp = np.r_[0:10] - 10  # the first symbol's prefix, relative to its useful part
+    prefix = np.arange(-9, 0)  # the last nine samples of every prefix (9 or 10 long)
     starts = np.concatenate([_STARTS + s for s in range(frame_start % 1920 - 1920, len(x), 1920)])
-    starts = starts[(starts - 10 >= 0) & (starts + SYMBOL < len(x))]
-    index = (starts[:, None] + cp[None, 1:]).ravel()  # nine samples of every prefix
+    starts = starts[(starts - 9 >= 0) & (starts + SYMBOL < len(x))]
+    index = (starts[:, None] + prefix[None, :]).ravel()
     error = np.angle(np.sum(x[index + SYMBOL] * np.conj(x[index])))
     n = np.arange(len(x))
     return x * np.exp(-1j * error / SYMBOL * n).astype(np.complex64)
