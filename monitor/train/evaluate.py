@@ -447,9 +447,9 @@ def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard
     cells = find_frame_cells(samples, geometry, prediction)
     done, found = searched.lte_cells
     searched.lte_cells = (done + 1, found + len(cells))
-    searched.lte_carriers = tuple(  # type: ignore[assignment]
-        a + b for a, b in zip(searched.lte_carriers, _cells_found(meta, cells, geometry),
-                              strict=True))
+    in_view, found, sized = _cells_found(meta, cells, geometry)
+    before = searched.lte_carriers
+    searched.lte_carriers = (before[0] + in_view, before[1] + found, before[2] + sized)
     return carrier_classes(prediction, cell_columns(cells, geometry), reach_columns(geometry),
                            channel_columns(cells, geometry))
 
@@ -569,7 +569,7 @@ def evaluate_captures(
             spans = [(0, rows_total)] if rows_total else []
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
-        cells: dict[str, int | None] = {}  # a cell, and its RBs where a MIB gave them
+        cells: dict[tuple[int, str], int | None] = {}  # (PCI, duplex): RBs, where a MIB gave them
         known: list[LteCell] = []  # as the monitor's, a cell keeps a MIB once decoded
         for first_row, rows in spans:
             iq = rec.read(first_row * spr, rows * spr)
@@ -579,7 +579,7 @@ def evaluate_captures(
             found = with_known_mibs(find_frame_cells(iq, geometry, prediction), known)
             known = [*found, *known]
             for c in found:
-                key = f"{c.cell_id} ({c.duplex}"
+                key = (c.cell_id, c.duplex)
                 cells[key] = cells.get(key) or (c.mib.n_rb if c.mib else None)
             carrier_shown = carrier_classes(prediction, cell_columns(found, geometry),
                                             reach_columns(geometry),
@@ -594,7 +594,8 @@ def evaluate_captures(
             frames=len(spans), rows=sum(r for _, r in spans), counts=counts.tolist(),
             shown_counts=shown.tolist(),
             served=card.serves(rec.sample_rate),
-            cells=[f"{key}, {n_rb} RB)" if n_rb else f"{key})" for key, n_rb in cells.items()],
+            cells=[f"{pci} ({duplex}, {n_rb} RB)" if n_rb else f"{pci} ({duplex})"
+                   for (pci, duplex), n_rb in cells.items()],
         ))
     return results
 
