@@ -156,3 +156,41 @@ def test_the_eval_counts_the_lte_carriers_found_and_sized() -> None:
     assert _cells_found(meta, [LteCell(0.0, 7, "FDD", 0.5, 0.5)], geometry) == (1, 1, 0)
     assert _cells_found(meta, [LteCell(0.0, 6, "FDD", 0.5, 0.5)], geometry) == (1, 0, 0)
     assert _cells_found(meta, [LteCell(30e3, 7, "FDD", 0.5, 0.5)], geometry) == (1, 0, 0)
+
+
+def test_four_ports_transmit_diversity_decodes() -> None:
+    """No generator carrier or recording has four CRS ports: a subframe 0 with four ports'
+    reference signals and SFBC-FSTD PBCH (36.211 6.3.4.3: ports 0 and 2 on RE pairs 4i and
+    4i+1, ports 1 and 3 on 4i+2 and 4i+3), each port through its own channel, built here from
+    the specification's rules."""
+    from monitor.dsp.lte_mib import _checked, _coded, _soft_bits
+    from monitor.synth.lte import crs_sequence
+
+    cell_id, mib = 301, Mib(75, sfn=4 * 33 + 1)
+    rng = np.random.default_rng(6)
+    h = (rng.standard_normal(4) + 1j * rng.standard_normal(4)) / np.sqrt(2)
+    grid = np.zeros((14, 72), np.complex64)
+    seq = crs_sequence(cell_id, (0, 1, 4))
+    m = np.arange(12)
+    for slot in (0, 1):  # 36.211 6.10.1.2: v per port and symbol, k = 6m + (v + v_shift) mod 6
+        for port, symbol, index, v in ((0, 0, 0, 0), (0, 4, 2, 3), (1, 0, 0, 3), (1, 4, 2, 0),
+                                       (2, 1, 1, 3 * slot), (3, 1, 1, 3 + 3 * slot)):
+            k = 6 * m + (v + cell_id % 6) % 6
+            grid[7 * slot + symbol, k] += h[port] * seq[slot, index, m + 104]
+    bits = pbch_bits(mib, 4, cell_id).astype(np.float32)
+    d = ((1 - 2 * bits[0::2]) + 1j * (1 - 2 * bits[1::2])) / np.sqrt(2)
+    x = d.reshape(-1, 4).T  # layer k, symbol i: d(4i + k)
+    sent = np.empty((60, 4), np.complex64)
+    sent[:, 0] = h[0] * x[0] - h[2] * np.conj(x[1])
+    sent[:, 1] = h[0] * x[1] + h[2] * np.conj(x[0])
+    sent[:, 2] = h[1] * x[2] - h[3] * np.conj(x[3])
+    sent[:, 3] = h[1] * x[3] + h[3] * np.conj(x[2])
+    res = [(symbol, k) for symbol in range(7, 11) for k in range(72)
+           if symbol > 8 or k % 3 != cell_id % 3]  # k first, then l; CRS REs of all 4 ports out
+    rows, cols = np.array(res).T
+    grid[rows, cols] = sent.ravel() / np.sqrt(2)
+    grid += 0.05 * (rng.standard_normal(grid.shape) + 1j * rng.standard_normal(grid.shape))
+    place = mib.sfn % 4
+    decoded = _checked(_coded(_soft_bits(grid, cell_id, 4), place, cell_id), 4, place)
+    assert decoded == mib
+    assert _checked(_coded(_soft_bits(grid, cell_id, 2), place, cell_id), 2, place) is None
