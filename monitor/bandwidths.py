@@ -6,7 +6,7 @@ A module of its own, free of the generator's imports, so that the monitor loads 
 
 from __future__ import annotations
 
-__all__ = ["LTE_BANDWIDTHS", "NR_RB_TABLE"]
+__all__ = ["LTE_BANDWIDTHS", "NR_RB_TABLE", "lte_bandwidth_hz"]
 
 #: Channel bandwidth in Hz -> transmission bandwidth configuration N_RB (TS 36.101 table 5.6-1).
 LTE_BANDWIDTHS: dict[float, int] = {
@@ -17,6 +17,12 @@ LTE_BANDWIDTHS: dict[float, int] = {
     15e6: 75,
     20e6: 100,
 }
+
+
+def lte_bandwidth_hz(n_rb: int) -> float:
+    """The channel bandwidth of ``n_rb`` resource blocks (TS 36.101 table 5.6-1)."""
+    return next(bw for bw, rb in LTE_BANDWIDTHS.items() if rb == n_rb)
+
 
 #: Transmission bandwidth N_RB per (channel bandwidth, SCS), both in Hz: TS 38.101-1 table 5.3.2-1.
 NR_RB_TABLE: dict[tuple[int, int], int] = {

@@ -163,7 +163,7 @@ def test_four_ports_transmit_diversity_decodes() -> None:
     reference signals and SFBC-FSTD PBCH (36.211 6.3.4.3: ports 0 and 2 on RE pairs 4i and
     4i+1, ports 1 and 3 on 4i+2 and 4i+3), each port through its own channel, built here from
     the specification's rules."""
-    from monitor.dsp.lte_mib import _checked, _coded, _soft_bits
+    from monitor.dsp.lte_mib import _channels, _checked, _coded, _soft_bits
     from monitor.synth.lte import crs_sequence
 
     cell_id, mib = 301, Mib(75, sfn=4 * 33 + 1)
@@ -191,6 +191,8 @@ def test_four_ports_transmit_diversity_decodes() -> None:
     grid[rows, cols] = sent.ravel() / np.sqrt(2)
     grid += 0.05 * (rng.standard_normal(grid.shape) + 1j * rng.standard_normal(grid.shape))
     place = mib.sfn % 4
-    decoded = _checked(_coded(_soft_bits(grid, cell_id, 4), place, cell_id), 4, place)
+    channels = _channels(grid, cell_id, 4)
+    decoded = _checked(_coded(_soft_bits(grid, channels, cell_id, 4), place, cell_id), 4, place)
     assert decoded == mib
-    assert _checked(_coded(_soft_bits(grid, cell_id, 2), place, cell_id), 2, place) is None
+    assert _checked(_coded(_soft_bits(grid, channels[:2], cell_id, 2), place, cell_id), 2,
+                    place) is None

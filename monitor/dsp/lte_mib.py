@@ -84,8 +84,10 @@ def decode_mib(x: np.ndarray, frame_start: int, cell_id: int) -> DecodedMib | No
     x = _without_frequency_error(x, frame_start % FRAME)
     grids = [_subframe0(x, start)
              for start in range(frame_start % FRAME, len(x) - 2 * SLOT + 1, FRAME)]
+    channels = [_channels(grid, cell_id, max(PORTS)) for grid in grids]  # every port's, once
     for ports in PORTS:
-        soft = [_soft_bits(grid, cell_id, ports) for grid in grids]
+        soft = [_soft_bits(grid, h[:ports], cell_id, ports)
+                for grid, h in zip(grids, channels, strict=True)]
         for first in range(4):  # the first frame's place in its 40 ms period
             places = [(first + i) % 4 for i in range(len(soft))]
             periods = [(first + i) // 4 for i in range(len(soft))]
@@ -200,10 +202,11 @@ def _pbch_res(cell_id: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rows), np.concatenate(cols)
 
 
-def _soft_bits(grid: np.ndarray, cell_id: int, ports: int) -> np.ndarray:
-    """The PBCH's 480 soft bits of one frame (positive: 0), scrambled, for ``ports`` ports."""
+def _soft_bits(grid: np.ndarray, channels: np.ndarray, cell_id: int, ports: int) -> np.ndarray:
+    """The PBCH's 480 soft bits of one frame (positive: 0), scrambled, for ``ports`` ports
+    whose ``channels`` (:func:`_channels`) are given."""
     rows, cols = _pbch_res(cell_id)
-    d = _combined(grid[rows, cols], _channels(grid, cell_id, ports)[:, cols], ports)
+    d = _combined(grid[rows, cols], channels[:, cols], ports)
     soft = np.empty(2 * len(d), dtype=np.float32)
     soft[0::2], soft[1::2] = d.real, d.imag  # QPSK, 36.211 7.1.2
     return soft

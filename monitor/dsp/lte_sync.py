@@ -39,10 +39,10 @@ import numpy as np
 import scipy.fft
 from scipy.stats import gamma
 
-from monitor.bandwidths import LTE_BANDWIDTHS
+from monitor.bandwidths import lte_bandwidth_hz
 from monitor.dsp.lte_mib import decode_mib, smoothed
 from monitor.synth.bch import Mib
-from monitor.synth.lte import pss_sequence, sss_sequence
+from monitor.synth.lte import lte_occupied_hz, pss_sequence, sss_sequence
 
 __all__ = ["FALSE_ALARM", "MIN_SPACING_HZ", "PSS_HALF_BAND_HZ", "STEP_HZ", "LteCell",
            "find_lte_cells", "threshold"]
@@ -104,14 +104,12 @@ class LteCell:
     @property
     def occupied_hz(self) -> float | None:
         """The carrier's resource blocks and DC subcarrier, Hz, where its MIB is known."""
-        return None if self.mib is None else (12 * self.mib.n_rb + 1) * SCS_HZ
+        return None if self.mib is None else lte_occupied_hz(self.mib.n_rb)
 
     @property
     def channel_hz(self) -> float | None:
         """The carrier's channel bandwidth (TS 36.101 table 5.6-1), where its MIB is known."""
-        if self.mib is None:
-            return None
-        return next(bw for bw, n_rb in LTE_BANDWIDTHS.items() if n_rb == self.mib.n_rb)
+        return None if self.mib is None else lte_bandwidth_hz(self.mib.n_rb)
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,9 @@ class RunStats:
         one finds."""
         with self._lock:
             for pci, duplex, freq, n_rb in cells:
-                known = self.lte_cells.get((pci, round(freq / 1e4)), (None, None, None))[2]
-                self.lte_cells[(pci, round(freq / 1e4))] = (duplex, freq, n_rb or known)
+                key = (pci, round(freq / 1e4))
+                known = self.lte_cells[key][2] if key in self.lte_cells else None
+                self.lte_cells[key] = (duplex, freq, n_rb or known)
 
     def note_unlogged(self, unconfident: int, narrow: int) -> None:
         """The emissions closed so far that were too unconfident or too narrow to log."""

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from monitor.bandwidths import LTE_BANDWIDTHS
+from monitor.bandwidths import LTE_BANDWIDTHS, lte_bandwidth_hz
 from monitor.synth.bch import Mib, pbch_symbols
 from monitor.synth.ofdm import CarrierGrid
 from monitor.synth.sequences import gold_sequence
@@ -164,7 +164,7 @@ class LteConfig:
     @property
     def bandwidth_hz(self) -> float:
         """The channel bandwidth (TS 36.101 table 5.6-1)."""
-        return next(bw for bw, n_rb in LTE_BANDWIDTHS.items() if n_rb == self.n_rb)
+        return lte_bandwidth_hz(self.n_rb)
 
     @property
     def subframe_kinds(self) -> str:
