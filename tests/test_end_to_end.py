@@ -184,7 +184,8 @@ CAPTURE_FAILURES = {
 DECODED_CELLS = {"lte-fdd-1860-rtlsdr": {142, 86}, "lte-tdd-2585-rtlsdr": {66, 67, 68},
                  "lte-2645-rtlsdr": {21, 22}}
 #: The recordings whose cell's MIB the monitor's one search decodes: 20 MHz carriers.
-DECODED_RB = {"lte-tdd-2585-rtlsdr": 100, "lte-2645-rtlsdr": 100, "lte-1815-hackrf": 100}
+DECODED_RB = {"lte-tdd-2585-rtlsdr": 100, "lte-2645-rtlsdr": 100, "lte-1815-hackrf": 100,
+              "lte-2585-hackrf": 100}
 
 
 @pytest.mark.parametrize("entry", _captures())

@@ -97,3 +97,25 @@ def test_the_recordings_cells_are_the_decoded_ones_and_noise_and_nr_hold_none() 
         assert len(cells) == ("LTE" in entry["present"]), name
         if name in DECODED:
             assert cells[0].cell_id in DECODED[name], name
+
+
+@pytest.mark.parametrize("notch", [True, False])
+def test_a_receivers_line_and_flicker_at_0_hz_do_not_hide_a_cell_centred_there(
+        notch: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A radio tuned to a carrier puts the carrier's PSS and PBCH on its own LO leakage and
+    flicker noise (here a line 40 dB over the floor and a hump 25 dB over it at 0 Hz; in
+    lte-fdd-1860-rtlsdr the hump is 17 dB over the carrier). The search leaves out the band
+    around 0 Hz (``DC_NOTCH_HZ``); without that, the same cell is lost."""
+    from monitor.synth.receiver import ReceiverProfile, apply_receiver
+
+    if not notch:
+        monkeypatch.setattr("monitor.dsp.lte_sync.DC_NOTCH_HZ", 0.0)
+    iq = scene_iq(1.92e6, "lte:bw=5e6,offset=-45e3,snr=0,load=0.7,cell=86", seconds=0.04)
+    radio = ReceiverProfile("tuned", dc_db=(40.0, 40.0), flicker_db=(25.0, 25.0),
+                            flicker_hz=4e3)
+    recorded = apply_receiver(iq, 1.92e6, radio, np.random.default_rng(7))
+    cells = find_lte_cells(recorded, 1.92e6, 0.04)
+    if notch:
+        assert [(c.cell_id, c.mib and c.mib.n_rb) for c in cells] == [(86, 25)]
+    else:
+        assert cells == []

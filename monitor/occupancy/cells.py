@@ -2,7 +2,8 @@
 
 The PSS search (:mod:`monitor.dsp.lte_sync`) costs a few milliseconds per candidate centre, so it
 looks only where the network painted signal and an LTE carrier's centre can lie
-(:func:`search_ranges`), likeliest first, and tries at most ``MAX_CENTRES`` centres. A cell found
+(:func:`search_ranges`), likeliest first, and tries at most ``MAX_CENTRES`` first-pass centres
+(every 2.5 subcarriers) before refining around those where a PSS correlates. A cell found
 names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`); where its MIB
 decoded, the signal in its channel. A carrier's bandwidth does not change, so a cell keeps the
 MIB an earlier search decoded (:func:`with_known_mibs`) where a later one, at a worse moment,
@@ -21,31 +22,42 @@ import numpy as np
 
 from monitor.bandwidths import LTE_BANDWIDTHS
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.lte_sync import PSS_HALF_BAND_HZ, STEP_HZ, LteCell, find_lte_cells
+from monitor.dsp.lte_sync import (
+    FIRST_STEP_HZ,
+    MIN_SPACING_HZ,
+    PSS_HALF_BAND_HZ,
+    STEP_HZ,
+    LteCell,
+    find_lte_cells,
+)
 from monitor.occupancy.tracker import occupied_spans
 
-__all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "cell_columns",
-           "channel_columns", "find_frame_cells", "reach_columns", "search_ranges",
-           "with_known_mibs"]
+__all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "beside_channels",
+           "cell_columns", "channel_columns", "find_frame_cells", "reach_columns",
+           "search_ranges", "with_known_mibs"]
 
 #: Half the widest LTE channel (20 MHz): no LTE carrier reaches further from its centre.
 LTE_REACH_HZ = 10e6
 #: Samples searched: a frame's 40 ms, eight half-frames.
 SEARCH_SECONDS = 0.04
 #: Seconds of stream between two searches of a live stream: a cell stays for minutes, and a
-#: search costs about 6-11 ms a candidate centre on one core (1.4 s for all of a 1.92 MS/s
-#: view on this 2-core machine, the other core busy), which a live stream at 2.4 MS/s on that
-#: machine pays in skipped frames (8 % of them with a search every 10 s).
+#: search costs about 6-11 ms a candidate centre on one core (1.4 s for every half subcarrier
+#: of a 1.92 MS/s view on this 2-core machine, the other core busy), which a live stream at
+#: 2.4 MS/s on that machine pays in skipped frames (8 % of them with a search every 10 s).
 SEARCH_EVERY = 30.0
-#: Candidate centres a search tries at most (about 3 s on one core), the likeliest places
-#: first (:func:`search_ranges`): enough for all of a 1.92-2.4 MS/s view; wider views are
-#: searched where their spans' edges put a centre, and beyond that in part.
+#: First-pass centres a search tries at most (about 1.5 s on one core, and as much again to
+#: refine around a few carriers), the likeliest places first (:func:`search_ranges`): 9.6 MHz,
+#: all of a view up to 10 MS/s; wider views are searched where their spans' middles and edges
+#: put a centre, and beyond that in part.
 MAX_CENTRES = 256
 #: The network's error at a span's edges, in columns and as a share of its width.
 EDGE_COLUMNS = 3
 EDGE_SHARE = 0.02
 #: Half of each LTE channel bandwidth: where a carrier's centre lies from its edge.
 HALF_WIDTHS_HZ = tuple(sorted(bw / 2 for bw in LTE_BANDWIDTHS))
+#: How far a carrier touching another may have its centre from where the two channels' nominal
+#: spacing puts it (TS 36.101 5.7.1: adjusted to the 100 kHz channel raster).
+BESIDE_HZ = 100e3
 #: Two searches' cells of one PCI are one cell where their centres are this close.
 SAME_CELL_HZ = 2 * STEP_HZ
 
@@ -81,7 +93,7 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
                 if low_hz <= centre <= high_hz:
                     reach = EDGE_COLUMNS * pixel + EDGE_SHARE * 2 * half
                     one_edge.append((centre - reach, centre + reach))
-    middle = MAX_CENTRES * STEP_HZ / 2
+    middle = MAX_CENTRES * FIRST_STEP_HZ / 2
     nearer = [(max(low, -middle), min(high, middle)) for low, high in cut
               if max(low, -middle) < min(high, middle)]
     return [*_merged(whole), *_merged(nearer), *_merged(one_edge), *_merged(cut),
@@ -90,8 +102,12 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
 
 def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarray,
                      seconds: float = SEARCH_SECONDS) -> list[LteCell]:
-    """The LTE cells in a frame's signal spans (:func:`search_ranges`, at most
-    ``MAX_CENTRES`` candidate centres), one per carrier.
+    """The LTE cells in a frame's signal spans, one per carrier, strongest first.
+
+    The first round tries :func:`search_ranges` (at most ``MAX_CENTRES`` first-pass centres).
+    Then, as long as a round decodes a new cell's MIB, the next tries where a carrier touching
+    that cell's channel would have its centre (:func:`beside_channels`): an operator's carriers
+    side by side paint one span, whose middle and edges need not be any carrier's centre.
 
     Args:
         samples: the frame's IQ (at least 5 ms of it; the first ``seconds`` are searched).
@@ -100,21 +116,60 @@ def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarra
     """
     if len(samples) < 0.005 * geometry.sample_rate:
         return []
-    edge = geometry.sample_rate / 2 - PSS_HALF_BAND_HZ  # a PSS beyond is partly out of view
-    chosen: dict[int, None] = {}  # candidate centres, in steps from the view's centre
-    for low, high in search_ranges(classes, geometry):
+    spans = [(_hz(low, geometry), _hz(high, geometry)) for low, high in
+             occupied_spans(classes != 0)]
+    tried: set[int] = set()
+    cells: list[LteCell] = []
+    ranges = search_ranges(classes, geometry)
+    while centres := _first_centres(ranges, geometry, tried):
+        tried.update(centres)
+        found = [c for c in find_lte_cells(samples, geometry.sample_rate, seconds,
+                                           centres_hz=np.array(centres) * FIRST_STEP_HZ)
+                 if all(abs(c.centre_hz - k.centre_hz) >= MIN_SPACING_HZ for k in cells)]
+        cells += found
+        ranges = beside_channels(found, spans)
+    return sorted(cells, key=lambda c: -c.pss)
+
+
+def beside_channels(cells: list[LteCell], spans: list[tuple[float, float]]
+                    ) -> list[tuple[float, float]]:
+    """Where an LTE carrier touching a decoded cell's channel would have its centre, Hz from the
+    view's centre: half of each channel bandwidth beyond each edge of the channel, give or take
+    ``BESIDE_HZ``, where a signal span (``spans``, Hz) holds that centre."""
+    ranges = []
+    for cell in cells:
+        if cell.channel_hz is None:
+            continue
+        for side in (-1.0, 1.0):
+            edge = cell.centre_hz + side * cell.channel_hz / 2
+            for half in HALF_WIDTHS_HZ:
+                centre = edge + side * half
+                if any(low <= centre <= high for low, high in spans):
+                    ranges.append((centre - BESIDE_HZ, centre + BESIDE_HZ))
+    return _merged(ranges)
+
+
+def _first_centres(ranges: list[tuple[float, float]], geometry: Geometry, tried: set[int]
+                   ) -> list[int]:
+    """The first-pass centres (in ``FIRST_STEP_HZ`` from the view's centre) of ``ranges``, in
+    their order, at most ``MAX_CENTRES``, none ``tried`` before, none whose PSS leaves the
+    view; the middle of a range where it does not fit, the nearest centre where it is narrower
+    than a step."""
+    edge = geometry.sample_rate / 2 - PSS_HALF_BAND_HZ
+    chosen: dict[int, None] = {}
+    for low, high in ranges:
         low, high = max(low, -edge), min(high, edge)
-        steps = [k for k in range(math.ceil(low / STEP_HZ), math.floor(high / STEP_HZ) + 1)
-                 if k not in chosen]
+        if high < low:
+            continue
+        steps = list(range(math.ceil(low / FIRST_STEP_HZ), math.floor(high / FIRST_STEP_HZ) + 1))
+        steps = [k for k in steps or [round((low + high) / 2 / FIRST_STEP_HZ)]
+                 if k not in chosen and k not in tried and abs(k * FIRST_STEP_HZ) <= edge]
         room = MAX_CENTRES - len(chosen)
-        if len(steps) > room:  # the middle of a range is its likeliest part
+        if len(steps) > room:
             first = (len(steps) - room) // 2
             steps = steps[first : first + room]
         chosen.update(dict.fromkeys(steps))
-    if not chosen:
-        return []
-    return find_lte_cells(samples, geometry.sample_rate, seconds,
-                          centres_hz=np.array(sorted(chosen), dtype=np.float64) * STEP_HZ)
+    return list(chosen)
 
 
 class CellWatch:

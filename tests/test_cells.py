@@ -1,0 +1,50 @@
+"""Where the LTE cell search looks in a frame, and what it finds there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.dsp.geometry import Geometry
+from monitor.dsp.lte_sync import FIRST_STEP_HZ, STEP_HZ
+from monitor.occupancy.cells import MAX_CENTRES, find_frame_cells, search_ranges
+from monitor.synth.scene import SceneSpec, parse_carrier, render
+
+G = Geometry.for_rate(19.2e6)
+
+
+def classes_with(*spans_hz: tuple[float, float]) -> np.ndarray:
+    """A frame's classes: LTE (1) in each span, noise elsewhere."""
+    classes = np.zeros((G.height, G.width), np.int64)
+    centres = (np.arange(G.width) - G.width // 2) * G.pixel_hz
+    for low, high in spans_hz:
+        classes[:, (centres >= low) & (centres < high)] = 1
+    return classes
+
+
+def test_a_whole_spans_middle_comes_first_then_the_rest_of_it() -> None:
+    ranges = search_ranges(classes_with((-1e6, 4e6)), G)
+    low, high = ranges[0]
+    assert low < 1.5e6 < high and high - low < 1e6
+    assert ranges[-1][0] == pytest.approx(-1e6, abs=G.pixel_hz)
+    assert ranges[-1][1] == pytest.approx(4e6, abs=G.pixel_hz)
+
+
+def test_touching_carriers_in_one_span_are_each_found() -> None:
+    """Two 5 MHz carriers side by side paint one 10 MHz span whose middle is neither's centre:
+    the first pass's centres, 2.5 subcarriers apart, reach both within the budget (every half
+    subcarrier of the same budget reaches 1.9 MHz of the span's middle)."""
+    assert MAX_CENTRES * FIRST_STEP_HZ > 2 * (2.5e6 + 30e3) > MAX_CENTRES * STEP_HZ
+    spec = SceneSpec(19.2e6, 0.04, [parse_carrier("lte:bw=5e6,offset=-2.5e6,snr=15,cell=11"),
+                                    parse_carrier("lte:bw=5e6,offset=2.5e6,snr=15,cell=300")])
+    iq = render(spec, np.random.default_rng(2)).iq
+    cells = sorted(find_frame_cells(iq, G, classes_with((-5e6, 5e6))), key=lambda c: c.centre_hz)
+    assert [c.cell_id for c in cells] == [11, 300]
+    assert [c.centre_hz for c in cells] == pytest.approx([-2.5e6, 2.5e6], abs=STEP_HZ / 2)
+    assert [c.mib.n_rb for c in cells if c.mib] == [25, 25]
+
+
+def test_no_signal_no_search() -> None:
+    iq = (np.random.default_rng(4).standard_normal((768000, 2)) @ [1, 1j]).astype(np.complex64)
+    assert find_frame_cells(iq, G, classes_with()) == []
+    assert find_frame_cells(iq[:1000], G, classes_with((-1e6, 1e6))) == []  # under 5 ms
