@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.dsp.lte_sync import FALSE_ALARM, MIN_SPACING_HZ, STEP_HZ, find_lte_cells, threshold
+from monitor.dsp.lte_sync import (
+    FALSE_ALARM,
+    MIN_SPACING_HZ,
+    STEP_HZ,
+    LteCell,
+    find_lte_cells,
+    outside_channels,
+    threshold,
+)
+from monitor.synth.bch import Mib
 from monitor.synth.scene import SceneSpec, parse_carrier, render
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
@@ -119,3 +128,25 @@ def test_a_receivers_line_and_flicker_at_0_hz_do_not_hide_a_cell_centred_there(
         assert [(c.cell_id, c.mib and c.mib.n_rb) for c in cells] == [(86, 25)]
     else:
         assert cells == []
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_a_strong_carriers_pss_off_its_centre_names_no_cell(
+        share: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searched only 150-700 kHz from a strong carrier's centre, its PSS still correlates (about
+    0.65, 13 subcarriers off) and an SSS there clears its threshold (about 0.08): a false cell.
+    Its SSS is far weaker than its PSS, which a cell's is not (``SSS_SHARE``)."""
+    if not share:
+        monkeypatch.setattr("monitor.dsp.lte_sync.SSS_SHARE", 0.0)
+    iq = scene_iq(19.2e6, "lte:bw=3e6,offset=0,snr=17,load=0.5,cell=167", seconds=0.04)
+    cells = find_lte_cells(iq, 19.2e6, 0.04, 150e3, 700e3)
+    assert (cells == []) == share
+
+
+def test_a_cell_in_anothers_decoded_channel_is_none_unless_its_own_mib_decodes() -> None:
+    wide = LteCell(0.0, 144, "TDD", 0.3, 0.2, Mib(100), 2)  # +-9.0075 MHz of resource blocks
+    inside, beyond = LteCell(2e6, 355, "FDD", 0.1, 0.07), LteCell(9.5e6, 7, "FDD", 0.1, 0.07)
+    assert outside_channels([wide, inside, beyond]) == [wide, beyond]
+    decoded = LteCell(2e6, 355, "FDD", 0.1, 0.07, Mib(6), 1)
+    assert outside_channels([wide, decoded]) == [wide, decoded]
+    assert outside_channels([inside, beyond]) == [inside, beyond]

@@ -29,6 +29,7 @@ from monitor.dsp.lte_sync import (
     STEP_HZ,
     LteCell,
     find_lte_cells,
+    outside_channels,
 )
 from monitor.occupancy.tracker import occupied_spans
 
@@ -128,7 +129,7 @@ def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarra
                  if all(abs(c.centre_hz - k.centre_hz) >= MIN_SPACING_HZ for k in cells)]
         cells += found
         ranges = beside_channels(found, spans)
-    return sorted(cells, key=lambda c: -c.pss)
+    return sorted(outside_channels(cells), key=lambda c: -c.pss)
 
 
 def beside_channels(cells: list[LteCell], spans: list[tuple[float, float]]
