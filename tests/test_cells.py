@@ -48,3 +48,19 @@ def test_no_signal_no_search() -> None:
     iq = (np.random.default_rng(4).standard_normal((768000, 2)) @ [1, 1j]).astype(np.complex64)
     assert find_frame_cells(iq, G, classes_with()) == []
     assert find_frame_cells(iq[:1000], G, classes_with((-1e6, 1e6))) == []  # under 5 ms
+
+
+def test_an_lte_carrier_beside_an_nr_one_in_a_whole_span_is_found_from_its_edge() -> None:
+    """At 61.44 MS/s a 20 MHz LTE carrier beside a 40 MHz NR one paints one span of 60 MHz,
+    shown whole: its middle is neither's centre, and 256 first-pass centres reach 9.6 MHz of
+    it; half an LTE channel in from the span's low edge is the LTE carrier's centre."""
+    geometry = Geometry.for_rate(61.44e6)
+    spec = SceneSpec(61.44e6, 0.04, [parse_carrier("lte:bw=20e6,offset=-20e6,snr=10,cell=86"),
+                                     parse_carrier("nr:bw=40e6,offset=10e6,snr=10,scs=30e3")])
+    iq = render(spec, np.random.default_rng(2)).iq
+    classes = np.zeros((geometry.height, geometry.width), np.int64)
+    centres = (np.arange(geometry.width) - geometry.width // 2) * geometry.pixel_hz
+    classes[:, (centres >= -30e6) & (centres < 30e6)] = 2  # all of it called NR
+    (cell,) = find_frame_cells(iq, geometry, classes)
+    assert (cell.cell_id, cell.mib.n_rb) == (86, 100)
+    assert cell.centre_hz == pytest.approx(-20e6, abs=STEP_HZ / 2)

@@ -70,34 +70,37 @@ def search_ranges(classes: np.ndarray, geometry: Geometry) -> list[tuple[float, 
        edges (``EDGE_COLUMNS`` and ``EDGE_SHARE`` of the width each way);
     2. the spans the view cuts, near the view's centre: one tunes a radio to the carrier one
        wants to see, and a receiver's filter can make an edge of a span that is no carrier's;
-    3. half an LTE channel (0.7-10 MHz) in from the edge a cut span shows, for each channel
-       bandwidth, give or take the same error (a carrier whose centre lies beyond the view
-       shows no PSS);
-    4. the rest of the cut spans, then of every span: a network that paints a carrier in
+    3. half an LTE channel (10-0.7 MHz, widest first) in from the edge a cut span shows, give
+       or take the same error (a carrier whose centre lies beyond the view shows no PSS);
+    4. the same from both edges of the spans the view shows whole: a carrier beside others in
+       one span (an LTE carrier beside an NR one) has one of the span's edges;
+    5. the rest of the cut spans, then of every span: a network that paints a carrier in
        pieces puts the middles of its pieces anywhere.
     """
     width = classes.shape[1]
     pixel = geometry.pixel_hz
-    whole, one_edge, cut, every = [], [], [], []
+    whole, one_edge, both_edges, cut, every = [], [], [], [], []
     for low, high in occupied_spans(classes != 0):
         low_hz, high_hz = _hz(low, geometry), _hz(high, geometry)
         every.append((low_hz, high_hz))
-        if low > 0 and high < width:
+        shown = [(edge, inward) for edge, inward, seen in
+                 ((low_hz, 1.0, low > 0), (high_hz, -1.0, high < width)) if seen]
+        if len(shown) == 2:
             reach = EDGE_COLUMNS * pixel + EDGE_SHARE * (high_hz - low_hz)
             whole.append((0.5 * (low_hz + high_hz) - reach, 0.5 * (low_hz + high_hz) + reach))
-            continue
-        cut.append((low_hz, high_hz))
-        if low > 0 or high < width:
-            edge, inward = (low_hz, 1.0) if low > 0 else (high_hz, -1.0)
-            for half in HALF_WIDTHS_HZ:
+        else:
+            cut.append((low_hz, high_hz))
+        for half in reversed(HALF_WIDTHS_HZ):
+            for edge, inward in shown:
                 centre = edge + inward * half
                 if low_hz <= centre <= high_hz:
                     reach = EDGE_COLUMNS * pixel + EDGE_SHARE * 2 * half
-                    one_edge.append((centre - reach, centre + reach))
+                    (both_edges if len(shown) == 2 else one_edge).append(
+                        (centre - reach, centre + reach))
     middle = MAX_CENTRES * FIRST_STEP_HZ / 2
     nearer = [(max(low, -middle), min(high, middle)) for low, high in cut
               if max(low, -middle) < min(high, middle)]
-    return [*_merged(whole), *_merged(nearer), *_merged(one_edge), *_merged(cut),
+    return [*_merged(whole), *_merged(nearer), *one_edge, *both_edges, *_merged(cut),
             *_merged(every)]
 
 
