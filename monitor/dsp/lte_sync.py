@@ -76,8 +76,8 @@ FIRST_STEP_HZ = 5 * STEP_HZ
 #: The strongest first-pass centres of a carrier around which the second pass looks, those with
 #: at least ``REFINE_SHARE`` of the strongest's correlation, and how many ``STEP_HZ`` each side.
 #: Measured on the first 150 test-set frames with LTE carriers (190 carriers, the labels as the
-#: network's classes): 4 centres 8 steps each side find 134, 2 centres 12 steps 130, every half
-#: subcarrier of the same budget 105.
+#: network's classes; a prototype of the two passes): 4 centres 8 steps each side found 134, 2
+#: centres 12 steps 130, every half subcarrier of the same budget 105.
 REFINE_PEAKS = 4
 REFINE_SHARE = 0.5
 REFINE_STEPS = 8
@@ -217,8 +217,7 @@ def outside_channels(cells: list[LteCell]) -> list[LteCell]:
     """The cells less those without a MIB whose centre lies in another's decoded channel:
     carriers do not overlap. (A loaded LTE carrier's reference signals and control channels
     repeat every frame, so inside one the correlations' noise model, independent half-frames,
-    holds less well, and a search of a wide view crossed both thresholds there in 5 of 150
-    test-set frames.)"""
+    holds less well: searches of 150 test-set frames crossed both thresholds there 5 times.)"""
     channels = [(c.centre_hz, c.occupied_hz / 2) for c in cells if c.occupied_hz is not None]
     return [c for c in cells if c.mib is not None or
             not any(abs(c.centre_hz - centre) < half for centre, half in channels)]
