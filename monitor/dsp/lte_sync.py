@@ -96,7 +96,7 @@ SMOOTHING = 9
 #: PSS candidates of one carrier whose SSS is tried.
 SSS_CANDIDATES = 8
 #: A cell's SSS correlates about as well as its PSS (the SSS's channel is the PSS's): at least
-#: half as well in all 144 test-set cells of one measurement (150 frames; `docs/training.md`,
+#: 0.49 as well in all 144 test-set cells of one measurement (150 frames; `docs/training.md`,
 #: "LTE cells"). At a centre some whole subcarriers off a strong carrier's, its PSS still
 #: correlates (point 3) and an SSS there can clear the threshold by chance (0.13-0.16 of the PSS
 #: in the two such false cells of the same measurement): a cell needs this share.
