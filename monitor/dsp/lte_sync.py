@@ -33,7 +33,9 @@ The search (:func:`find_lte_cells`), at the cell-search rate of 1.92 MS/s (128-s
 
 A cell is declared where both averages exceed the thresholds at which noise alone would cross
 them once in ``1 / FALSE_ALARM`` searches (each average over ``K`` half-frames is a gamma
-variable of ``K`` times 62 degrees of freedom; :func:`threshold`).
+variable of ``K`` times 62 degrees of freedom; :func:`threshold`), its SSS correlates at least
+``SSS_SHARE`` as well as its PSS, and, where its MIB did not decode, it lies in no other cell's
+decoded channel (:func:`outside_channels`).
 """
 
 from __future__ import annotations

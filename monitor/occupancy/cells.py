@@ -3,7 +3,8 @@
 The PSS search (:mod:`monitor.dsp.lte_sync`) costs a few milliseconds per candidate centre, so it
 looks only where the network painted signal and an LTE carrier's centre can lie
 (:func:`search_ranges`), likeliest first, and tries at most ``MAX_CENTRES`` first-pass centres
-(every 2.5 subcarriers) before refining around those where a PSS correlates. A cell found
+(every 2.5 subcarriers) before refining around those where a PSS correlates; where a cell's
+MIB decodes, it looks beside its channel next (:func:`beside_channels`). A cell found
 names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`); where its MIB
 decoded, the signal in its channel. A carrier's bandwidth does not change, so a cell keeps the
 MIB an earlier search decoded (:func:`with_known_mibs`) where a later one, at a worse moment,
