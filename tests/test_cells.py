@@ -13,12 +13,13 @@ from monitor.synth.scene import SceneSpec, parse_carrier, render
 G = Geometry.for_rate(19.2e6)
 
 
-def classes_with(*spans_hz: tuple[float, float]) -> np.ndarray:
-    """A frame's classes: LTE (1) in each span, noise elsewhere."""
-    classes = np.zeros((G.height, G.width), np.int64)
-    centres = (np.arange(G.width) - G.width // 2) * G.pixel_hz
+def classes_with(*spans_hz: tuple[float, float], geometry: Geometry = G,
+                 label: int = 1) -> np.ndarray:
+    """A frame's classes: ``label`` (LTE) in each span, noise elsewhere."""
+    classes = np.zeros((geometry.height, geometry.width), np.int64)
+    centres = (np.arange(geometry.width) - geometry.width // 2) * geometry.pixel_hz
     for low, high in spans_hz:
-        classes[:, (centres >= low) & (centres < high)] = 1
+        classes[:, (centres >= low) & (centres < high)] = label
     return classes
 
 
@@ -58,9 +59,7 @@ def test_an_lte_carrier_beside_an_nr_one_in_a_whole_span_is_found_from_its_edge(
     spec = SceneSpec(61.44e6, 0.04, [parse_carrier("lte:bw=20e6,offset=-20e6,snr=10,cell=86"),
                                      parse_carrier("nr:bw=40e6,offset=10e6,snr=10,scs=30e3")])
     iq = render(spec, np.random.default_rng(2)).iq
-    classes = np.zeros((geometry.height, geometry.width), np.int64)
-    centres = (np.arange(geometry.width) - geometry.width // 2) * geometry.pixel_hz
-    classes[:, (centres >= -30e6) & (centres < 30e6)] = 2  # all of it called NR
+    classes = classes_with((-30e6, 30e6), geometry=geometry, label=2)  # all of it called NR
     (cell,) = find_frame_cells(iq, geometry, classes)
     assert (cell.cell_id, cell.mib.n_rb) == (86, 100)
     assert cell.centre_hz == pytest.approx(-20e6, abs=STEP_HZ / 2)
