@@ -104,7 +104,7 @@ class Pipeline:
         """Process until the source ends, ``duration`` stream seconds pass, or :meth:`stop`.
 
         Every open emission is closed and written before it returns, whatever ended the run.
-        A live source's LTE cells are searched on a thread of their own, so that processing
+        A live source's LTE and NR cells are searched on a thread of their own, so that processing
         does not wait for a search; a recording's in the frame a search falls on.
         """
         if self.processor.cells is not None:
@@ -163,13 +163,14 @@ class Pipeline:
             latency = time.monotonic() - arrived if is_segmented and arrived else None
             self.stats.count_frame(is_segmented, latency)
         if self.processor.latest is not None and self.processor.latest is not self.latest:
-            held = self.latest.cells if self.latest is not None else ()
+            held = self.latest.cells if self.latest is not None else None
             self.latest = self.processor.latest
-            if self.latest.cells != held:  # a search's or a retune's, not every frame's
-                self.stats.note_lte_cells([(c.cell_id, c.duplex,
-                                            self.latest.center_freq + c.centre_hz,
-                                            c.mib.n_rb if c.mib else None)
-                                           for c in self.latest.cells])
+            cells, centre = self.latest.cells, self.latest.center_freq
+            if cells != held:  # a search's or a retune's, not every frame's
+                self.stats.note_lte_cells([(c.cell_id, c.duplex, centre + c.centre_hz,
+                                            c.mib.n_rb if c.mib else None) for c in cells.lte])
+                self.stats.note_nr_cells([(c.cell_id, c.scs, centre + c.ssb_hz)
+                                          for c in cells.nr])
             if self.on_frame is not None:
                 self.on_frame(self.latest)
         return emissions

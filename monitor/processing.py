@@ -15,11 +15,12 @@ themselves after; only what the tracker reads, the new rows' probabilities and p
 frame's classes, comes back to the host.
 
 The classes published and tracked are the carriers' (:func:`~monitor.occupancy.tracker.
-carrier_classes`: every signal pixel of a carrier takes the class its columns vote for, and a
-carrier an LTE cell's PSS names is LTE), unless ``raw_classes`` asks for each pixel's own. The
-cells are searched in the host's copy of the newest frame's samples every few seconds of
-stream (:class:`~monitor.occupancy.cells.CellWatch`): live, on a thread of their own; in a
-replay, in the frame the search falls on, which then takes longer.
+carrier_classes`: every signal pixel of a carrier takes the class its columns vote for, a
+carrier an LTE cell's PSS names is LTE, one an NR cell's SSB names NR), unless
+``raw_classes`` asks for each pixel's own. The cells are searched in the host's copy of the
+newest frame's samples every few seconds of stream (:class:`~monitor.occupancy.cells.
+CellWatch`): live, on a thread of their own; in a replay, in the frame the search falls on,
+which then takes longer.
 
 A break in the stream (lost samples, seen as a jump in sample indices whatever lost them; a
 retune) ends the current stretch: open emissions close,
@@ -38,18 +39,11 @@ import torch
 from engines.backends.base import Runner
 from monitor.dsp.frames import RollingFrames, pad_rows
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.lte_sync import LteCell
 from monitor.dsp.spectrogram import Spectrogram, StreamingSpectrogram, network_input
 from monitor.dsp.staging import HostToDevice
-from monitor.occupancy.cells import (
-    SEARCH_EVERY,
-    CellWatch,
-    cell_columns,
-    channel_columns,
-    reach_columns,
-)
+from monitor.occupancy.cells import NO_CELLS, SEARCH_EVERY, CellWatch, FrameCells, cell_marks
 from monitor.occupancy.emission import Emission
-from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes
+from monitor.occupancy.tracker import NO_MARKS, StreamClock, Tracker, carrier_classes
 from monitor.sources.base import IQBlock
 
 __all__ = ["FrameResult", "Processor", "ProcessorCounts"]
@@ -82,7 +76,7 @@ class FrameResult:
         center_freq: RF centre of the view.
         sample_rate: samples per second.
         end_sample: absolute index of the sample after the frame's last row.
-        cells: the LTE cells in force (:class:`~monitor.occupancy.cells.CellWatch`).
+        cells: the LTE and NR cells in force (:class:`~monitor.occupancy.cells.CellWatch`).
     """
 
     rows_db: torch.Tensor
@@ -90,7 +84,7 @@ class FrameResult:
     center_freq: float
     sample_rate: float
     end_sample: int
-    cells: tuple[LteCell, ...] = ()
+    cells: FrameCells = NO_CELLS
 
 
 class Processor:
@@ -105,9 +99,9 @@ class Processor:
         fit_channels: log an emission wholly in view as the nominal 3GPP channel nearest to it.
         raw_classes: publish and track every pixel's own class; by default each carrier's
             pixels take the carrier's class (:func:`~monitor.occupancy.tracker.carrier_classes`).
-        lte_search_every: seconds of stream between two searches for LTE cells
-            (:class:`~monitor.occupancy.cells.CellWatch`), whose PSS names their carriers LTE;
-            None: no search.
+        lte_search_every: seconds of stream between two searches for LTE and NR cells
+            (:class:`~monitor.occupancy.cells.CellWatch`), whose PSS or SSB names their
+            carriers; None: no search.
         lte_background: search on a thread of the search's own (a live stream), not in the
             frame the search falls on (a replay: the same classes on every machine); the
             pipeline sets it from its source when it runs.
@@ -140,7 +134,6 @@ class Processor:
         self._next_sample: int | None = None  # first sample of the block expected next
         self._clock: StreamClock | None = None
         self._center_freq = 0.0
-        self._lte_reach = reach_columns(geometry)
 
     @contextmanager
     def _on_stream(self) -> Iterator[None]:
@@ -219,7 +212,7 @@ class Processor:
             center_freq=self._center_freq,
             sample_rate=self.geometry.sample_rate,
             end_sample=self._clock.row_sample(self._stretch_rows) if self._clock else 0,
-            cells=tuple(self.cells.cells) if self.cells is not None else (),
+            cells=self.cells.cells if self.cells is not None else NO_CELLS,
         )
 
     def _segment(self) -> list[Emission]:
@@ -239,21 +232,17 @@ class Processor:
         first_row = self._stretch_rows - new
         chunk = probs[:, held - new :].permute(1, 2, 0).float().cpu().numpy()
         power = frame[held - new :].cpu().numpy()  # dBFS rows are float32 already
-        lte_centres: list[float] = []
-        lte_channels: list[tuple[float, float]] = []
+        marks = NO_MARKS
         if self.raw_classes:
             chunk_classes = classes[held - new :].cpu().numpy()
         else:  # the whole frame's rows vote, not only the chunk's new ones
             winners = classes.cpu().numpy()
             if self.cells is not None:
-                cells = self.cells.current(winners)
-                lte_centres = cell_columns(cells, self.geometry)
-                lte_channels = channel_columns(cells, self.geometry)
-            shown = carrier_classes(winners, lte_centres, self._lte_reach, lte_channels)
+                marks = cell_marks(self.cells.current(winners), self.geometry)
+            shown = carrier_classes(winners, marks)
             classes, chunk_classes = torch.from_numpy(shown), shown[held - new :]
         self._tracked_rows = self._stretch_rows
         self.counts.frames_segmented += 1
         self.counts.segment_seconds.append(time.perf_counter() - started)
         self.latest = self._result(frame, classes)
-        return self.tracker.update(first_row, chunk, power, chunk_classes, lte_centres,
-                                   self._lte_reach, lte_channels)
+        return self.tracker.update(first_row, chunk, power, chunk_classes, marks)

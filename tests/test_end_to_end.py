@@ -169,15 +169,7 @@ def _captures() -> list:
     if not (CAPTURES / "truth.json").is_file():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"no {CAPTURES}"))]
     entries = json.loads((CAPTURES / "truth.json").read_text())
-    return [pytest.param(e, id=e["recording"], marks=(
-        [pytest.mark.xfail(strict=True, reason=CAPTURE_FAILURES[e["recording"]])]
-        if e["recording"] in CAPTURE_FAILURES else [])) for e in entries]
-
-
-#: What the shipped model gets wrong on the real recordings (measured with this test).
-CAPTURE_FAILURES = {
-    "nr-n1-2157-starhub": "LTE called on the 2 ms recording of a 25 MHz NR carrier at 15 kHz",
-}
+    return [pytest.param(e, id=e["recording"]) for e in entries]
 
 
 #: The LTE cells truth.json's notes say were decoded from the recordings.
@@ -197,8 +189,10 @@ def test_a_real_recording_is_given_its_class(entry: dict, tmp_path: Path) -> Non
     meta = CAPTURES / f"{name}.sigmf-meta"
     assert monitor_main(["--replay", str(meta), "--headless", "--log", str(log),
                          "--stats", str(stats)]) == 0
-    found = json.loads(stats.read_text())["lte_cells"]
+    summary = json.loads(stats.read_text())
+    found = summary["lte_cells"]
     cells = {c["pci"] for c in found}
+    assert bool(summary["nr_cells"]) == ("NR" in entry["present"]), summary["nr_cells"]
     assert bool(cells) == ("LTE" in entry["present"]), cells
     assert cells <= DECODED_CELLS.get(name, cells)
     assert {c["n_rb"] for c in found} - {None} == ({DECODED_RB[name]} if name in DECODED_RB

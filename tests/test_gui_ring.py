@@ -8,8 +8,10 @@ import torch
 
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import LteCell
+from monitor.dsp.nr_sync import NrCell
 from monitor.gui.labels import carrier_labels
 from monitor.gui.ring import View, WaterfallRing
+from monitor.occupancy.cells import FrameCells
 from monitor.occupancy.tracker import StreamClock, Tracker
 from monitor.processing import FrameResult
 from monitor.synth.bch import Mib
@@ -107,20 +109,25 @@ def test_labels_have_the_edges_the_tracker_logs(fit: bool, text: str) -> None:
     assert labels[0].text(G.pixel_hz) == text
 
 
-def test_a_label_names_the_lte_cells_centred_in_its_carrier() -> None:
+def test_a_label_names_the_cells_in_its_carrier() -> None:
     classes = np.zeros((64, G.width), np.uint8)
     classes[:, 30:90] = 1
     classes[:, 150:230] = 2
     view = View(FC, G.sample_rate, G.width, SPR)
     inside = view.low_edge_hz + 60.5 * G.pixel_hz - FC
     cells = [LteCell(inside, 86, "FDD", 0.5, 0.3), LteCell(-FC, 7, "TDD", 0.5, 0.3)]
-    labels = carrier_labels(classes, view, True, cells)
+    labels = carrier_labels(classes, view, True, FrameCells(tuple(cells)))
     assert [c.cells for c in labels] == [(86,), ()]
     assert labels[0].text(G.pixel_hz).endswith(", PCI 86")
     assert "PCI" not in labels[1].text(G.pixel_hz)
+    # an NR cell's SSB names the carrier that holds it
+    ssb = NrCell(view.low_edge_hz + 200.5 * G.pixel_hz - FC, 500, 30e3, 0.9, 0.9, 0.0)
+    labels = carrier_labels(classes, view, True, FrameCells(tuple(cells), (ssb,)))
+    assert [c.cells for c in labels] == [(86,), (500,)]
+    assert labels[1].text(G.pixel_hz).endswith(", PCI 500")
     # with the cell's MIB, the label is the cell's channel, also beyond the view
     cells[0] = LteCell(inside, 86, "FDD", 0.5, 0.3, Mib(100), 2)
-    (label, _) = carrier_labels(classes, view, True, cells)
+    (label, _) = carrier_labels(classes, view, True, FrameCells(tuple(cells)))
     assert label.center_hz == pytest.approx(FC + inside)
     assert label.bandwidth_hz == pytest.approx(20e6)
     assert label.text(G.pixel_hz).startswith("LTE 20.0 MHz")

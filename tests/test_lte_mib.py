@@ -182,6 +182,20 @@ def test_the_eval_counts_the_lte_carriers_found_and_sized() -> None:
     assert _cells_found(meta, [LteCell(30e3, 7, "FDD", 0.5, 0.5)], geometry) == (1, 0, 0)
 
 
+def test_the_eval_counts_the_nr_cells_of_a_carrier() -> None:
+    from monitor.dsp.nr_sync import NrCell
+    from monitor.train.evaluate import _nr_cells_right
+
+    meta = {"carriers": [
+        {"label": "NR", "occupied_low_hz": -9e6, "occupied_high_hz": -1e6, "cell_id": 7},
+        {"label": "LTE", "occupied_low_hz": 1e6, "occupied_high_hz": 5e6, "cell_id": 8}]}
+    cells = [NrCell(-2e6, 7, 30e3, 0.9, 0.9, 0.0),  # in its carrier's band
+             NrCell(2e6, 8, 30e3, 0.9, 0.9, 0.0),  # an LTE carrier's PCI: not NR
+             NrCell(-5e6, 6, 30e3, 0.9, 0.9, 0.0),  # another PCI
+             NrCell(-0.5e6, 7, 30e3, 0.9, 0.9, 0.0)]  # beyond the band
+    assert _nr_cells_right(meta, cells) == 1
+
+
 def test_four_ports_transmit_diversity_decodes() -> None:
     """No generator carrier or recording has four CRS ports: a subframe 0 with four ports'
     reference signals and SFBC-FSTD PBCH (36.211 6.3.4.3: ports 0 and 2 on RE pairs 4i and

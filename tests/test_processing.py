@@ -14,7 +14,7 @@ from engines.backends.torch_runner import TorchRunner
 from engines.prmnet import create_model
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import STEP_HZ, LteCell
-from monitor.occupancy.cells import CellWatch, with_known_mibs
+from monitor.occupancy.cells import CellWatch, FrameCells, with_known_mibs
 from monitor.occupancy.stats import RunStats
 from monitor.pipeline import Pipeline
 from monitor.processing import Processor
@@ -115,10 +115,38 @@ def test_an_lte_cell_names_the_carrier_the_network_calls_nr(search: bool) -> Non
     (emission,) = processor.finish()
     if search:
         assert (classes == 1).all() and emission.label == "LTE"
-        assert [c.cell_id for c in processor.cells.cells] == [86]
+        assert [c.cell_id for c in processor.cells.cells.lte] == [86]
         assert processor.cells.searches == 1  # 120 ms of stream: one search, its cell held
     else:
         assert (classes == 2).all() and emission.label == "NR" and processor.cells is None
+
+
+class _AllLTE(nn.Module):
+    """Logits calling every pixel LTE, as a network might call a view inside an NR carrier."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(x.shape[0], 3, *x.shape[2:])
+        logits[:, 1] = 5.0
+        return logits
+
+
+def test_an_nr_cells_ssb_names_the_carrier_the_network_calls_lte() -> None:
+    """The view inside a 20 MHz NR carrier at 15 kHz, its SSB at the view's centre."""
+    from monitor.synth.scene import SceneSpec, parse_carrier, render
+
+    n = G.height * G.samples_per_row
+    spec = SceneSpec(RATE, 2 * n / RATE, [parse_carrier(
+        "nr:bw=20e6,scs=15e3,offset=0,snr=10,load=0.5,cell=500,ssb_period=10e-3,"
+        "ssb_offset_rb=43")])
+    iq = render(spec, np.random.default_rng(3)).iq
+    processor = Processor(TorchRunner(_AllLTE()).activate(), G, hop=G.height,
+                          lte_search_every=2.0)
+    for k in range(2):
+        processor.feed(IQBlock(iq[k * n : (k + 1) * n], k * n, 2.1e9, RATE, 1.0e9 + k * n / RATE))
+    assert [c.cell_id for c in processor.cells.cells.nr] == [500]
+    assert (processor.latest.classes.cpu().numpy() == 2).all()
+    (emission,) = processor.finish()
+    assert emission.label == "NR"
 
 
 def test_a_retune_drops_the_cells_and_searches_again_a_gap_does_not() -> None:
@@ -126,12 +154,12 @@ def test_a_retune_drops_the_cells_and_searches_again_a_gap_does_not() -> None:
     processor = Processor(runner, G, hop=G.height)
     blocks = _lte_blocks(2)
     processor.feed(blocks[0])
-    assert processor.cells.searches == 1 and processor.cells.cells
+    assert processor.cells.searches == 1 and processor.cells.cells.lte
     # lost samples, or a looped replay starting again: the carriers are where they were
     again = IQBlock(blocks[1].samples, blocks[1].first_sample + 100, 1.86e9, RATE,
                     blocks[1].time, retuned=True)
     processor.feed(again)
-    assert processor.cells.searches == 1 and processor.cells.cells
+    assert processor.cells.searches == 1 and processor.cells.cells.lte
     retuned = IQBlock(blocks[1].samples, again.end_sample, 1.9e9, RATE, blocks[1].time,
                       retuned=True)
     processor.feed(retuned)
@@ -143,14 +171,14 @@ def test_a_live_stream_searches_on_a_thread_and_takes_the_cells_when_found() -> 
     block = _lte_blocks(1)[0].samples
     watch.push(block)
     classes = np.full((G.height, G.width), 2, np.uint8)
-    assert watch.current(classes) == []  # the search has only started
+    assert watch.current(classes) == FrameCells()  # the search has only started
     watch._pending.result(timeout=60)
-    (cell,) = watch.current(classes)
+    (cell,) = watch.current(classes).lte
     assert cell.centre_hz == pytest.approx(60e3, abs=STEP_HZ / 2)
     assert watch.searches == 1
     watch.push(block)
     watch.reset()  # a retune: the cells held and any search still running are of the past
-    assert watch.cells == [] and watch._pending is None
+    assert watch.cells == FrameCells() and watch._pending is None
 
 
 class _Blocks(Source):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.dsp.geometry import Geometry
-from monitor.occupancy.tracker import StreamClock, Tracker, carrier_classes, carriers
+from monitor.occupancy.tracker import CellMarks, StreamClock, Tracker, carrier_classes, carriers
 
 G = Geometry.for_rate(19.2e6)  # 75 kHz pixels, 156.25 us rows
 FC = 2.6e9
@@ -175,25 +175,25 @@ def test_an_lte_cell_names_a_view_inside_its_carrier_split_by_the_network() -> N
     """The view inside a carrier (signal edge to edge), painted NR | LTE | NR: its PSS makes
     all of it LTE; without one the network's split stands."""
     inside = _classes([(2, 0, 60), (1, 60, 200), (2, 200, G.width)])
-    assert (carrier_classes(inside, [130.0], REACH) == 1).all()
+    assert (carrier_classes(inside, CellMarks([130.0], REACH)) == 1).all()
     assert (carrier_classes(inside) == inside).all()
 
 
 def test_an_lte_cell_names_a_carrier_symmetric_about_it_not_its_neighbour() -> None:
     # an LTE carrier in 40-100 (centre 70) painted NR, alone ...
-    alone = carrier_classes(_classes([(2, 40, 100), (2, 120, 200)]), [70.0], REACH)
+    alone = carrier_classes(_classes([(2, 40, 100), (2, 120, 200)]), CellMarks([70.0], REACH))
     assert (alone[:, 40:100] == 1).all() and (alone[:, 120:200] == 2).all()
     # ... painted in both classes ...
-    split = carrier_classes(_classes([(1, 40, 80), (2, 80, 100)]), [70.0], REACH)
+    split = carrier_classes(_classes([(1, 40, 80), (2, 80, 100)]), CellMarks([70.0], REACH))
     assert (split[:, 40:100] == 1).all()
     # ... merged by the network with the NR carrier beside it (100-200), at either side of the
     # view: the PSS gives the centre of one carrier, not its width, so the merger keeps its class
     for merged in ([(2, 40, 200)], [(2, 0, 100)], [(2, 40, G.width)]):
         classes = _classes(merged)
-        assert (carrier_classes(classes, [70.0], REACH) == classes).all()
+        assert (carrier_classes(classes, CellMarks([70.0], REACH)) == classes).all()
     # ... or missed by the network: a centre in noise names nothing
     classes = _classes([(2, 120, 200)])
-    assert (carrier_classes(classes, [70.0], REACH) == classes).all()
+    assert (carrier_classes(classes, CellMarks([70.0], REACH)) == classes).all()
 
 
 def test_a_cell_whose_mib_gave_its_channel_makes_the_signal_in_it_lte_and_nothing_else() -> None:
@@ -201,18 +201,18 @@ def test_a_cell_whose_mib_gave_its_channel_makes_the_signal_in_it_lte_and_nothin
     network merged or split it; signal beside it and noise in it keep their class."""
     classes = _classes([(2, 40, 200)])  # an LTE carrier in 40-100 merged with its NR neighbour
     classes[:10, 50:60] = 0
-    shown = carrier_classes(classes, lte_channels=[(40.0, 100.0)])
+    shown = carrier_classes(classes, CellMarks(lte_channels=[(40.0, 100.0)]))
     assert (shown[:, 40:100][classes[:, 40:100] != 0] == 1).all()
     assert (shown[:10, 50:60] == 0).all() and (shown[:, 100:200] == 2).all()
     # a channel running off the view, and one wholly beyond it
-    shown = carrier_classes(_classes([(2, 0, G.width)]), lte_channels=[(-500.0, 30.2)])
+    shown = carrier_classes(_classes([(2, 0, G.width)]), CellMarks(lte_channels=[(-500.0, 30.2)]))
     assert (shown[:, :30] == 1).all() and (shown[:, 30:] == 2).all()
-    assert (carrier_classes(classes, lte_channels=[(-90.0, -10.0)]) == classes).all()
+    assert (carrier_classes(classes, CellMarks(lte_channels=[(-90.0, -10.0)])) == classes).all()
     # the tracker's emission: a carrier at least half in the channel is named
     t = _tracker()
     power = np.full((64, G.width), -60.0, dtype=np.float32)
     probs = _probs(64, [(2, 40, 100), (2, 130, 200)])
-    t.update(0, probs, power, lte_channels=[(40.0, 100.0)])
+    t.update(0, probs, power, marks=CellMarks(lte_channels=[(40.0, 100.0)]))
     lte, nr = t.close_all()
     assert (lte.label, nr.label) == ("LTE", "NR")
     # logged as the cell's channel: 60 columns of 75 kHz, 4.5 MHz of resource blocks, are a
@@ -228,7 +228,7 @@ def test_an_emission_an_lte_cell_names_is_lte_and_logged_however_unsure_the_netw
     probs = _probs(64, [(2, 100, 140)])
     probs[:, 100:140] = [0.4, 0.15, 0.45]  # NR wins, under the confidence asked for
     t.min_confidence = 0.5
-    t.update(0, probs, power, carrier_classes(probs.argmax(-1)), [120.0], REACH)
+    t.update(0, probs, power, carrier_classes(probs.argmax(-1)), CellMarks([120.0], REACH))
     t.update(64, probs, power)  # the next chunk has no search: the naming holds
     (e,) = t.close_all()
     assert e.label == "LTE"
@@ -237,3 +237,26 @@ def test_an_emission_an_lte_cell_names_is_lte_and_logged_however_unsure_the_netw
     t.min_confidence = 0.5
     t.update(0, probs, power, carrier_classes(probs.argmax(-1)))
     assert t.close_all() == [] and t.unconfident == 1
+
+
+def test_an_nr_cells_ssb_names_the_carrier_that_holds_it() -> None:
+    """An SSB lies anywhere in its carrier: the carrier that holds its centre is NR, its
+    neighbours keep their class; a view inside a carrier (cut on both sides) is NR throughout;
+    an SSB in noise names nothing; an LTE cell's PSS outweighs it."""
+    pair = _classes([(1, 40, 100), (1, 120, 200)])
+    shown = carrier_classes(pair, CellMarks(nr_ssbs=[60.0]))
+    assert (shown[:, 40:100] == 2).all() and (shown[:, 120:200] == 1).all()
+    inside = _classes([(1, 0, 60), (2, 60, 200), (1, 200, G.width)])
+    assert (carrier_classes(inside, CellMarks(nr_ssbs=[130.0])) == 2).all()
+    assert (carrier_classes(pair, CellMarks(nr_ssbs=[110.0])) == pair).all()
+    both = carrier_classes(pair, CellMarks([70.0], REACH, nr_ssbs=[60.0]))
+    assert (both[:, 40:100] == 1).all()
+    # the tracker's emission is NR, and logged however unsure the network
+    t = _tracker()
+    t.min_confidence = 0.5
+    power = np.full((64, G.width), -60.0, dtype=np.float32)
+    probs = _probs(64, [(1, 100, 140)])
+    probs[:, 100:140] = [0.4, 0.45, 0.15]
+    t.update(0, probs, power, carrier_classes(probs.argmax(-1)), CellMarks(nr_ssbs=[110.0]))
+    (e,) = t.close_all()
+    assert e.label == "NR" and e.confidence == pytest.approx(0.15)

@@ -669,6 +669,11 @@ def test_eval_on_real_recordings(
         assert sum(r.shown_counts) == sum(r.counts) and r.shown_counts[0] == r.counts[0]
     short = next(r for r in results if r.recording == "nr-n1-2157-starhub")
     assert short.rows < 256  # 1 ms: fewer rows than a frame, only the real ones counted
+    # the cells found in the IQ, whatever the network: an NR cell's SSB in each NR recording
+    cells = {r.recording: r.cells for r in results}
+    assert cells["nr-n78-3502-usrp"] == ["NR 500 (SSB 30 kHz)"]
+    assert cells["nr-n1-2157-starhub"] == ["NR 55 (SSB 15 kHz)"]
+    assert cells["lte-1815-hackrf"] == ["LTE 300 (FDD, 100 RB)"] and cells["noise-2646-hackrf"] == []
     text = format_report([], {"w8": results})
     assert "nr-n1-2157-starhub" in text and "46.08 (not served)" in text
     # the model serves 1.92 MS/s only: its count is of the four recordings at that rate
@@ -718,13 +723,14 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     with pytest.raises(InputError, match="leave out --record-metrics"):
         args.func(args)
     assert (tmp_path / "run" / "best.json").read_text() == card_before
-    # the classes as shown in full: the frames' IQ rendered again and searched for LTE cells
+    # the classes as shown in full: the frames' IQ rendered again and searched for cells
     args = parser.parse_args(["eval", str(best), "--data", str(data["val"]), "--limit", "1",
-                              "--lte-cells", "--worst-frames", "0"])
+                              "--cells", "--worst-frames", "0"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "1 frames searched for LTE cells (`--lte-cells`)" in out
+    assert "1 frames searched for cells (`--cells`)" in out
     assert re.search(r"Of the (\d+) LTE carriers whose PSS lies in view, \d+ were found", out)
+    assert re.search(r"(\d+) NR cells found by their SSB, (\d+) of them an NR carrier's", out)
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)

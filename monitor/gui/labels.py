@@ -4,21 +4,20 @@ The carriers are found exactly as the tracker finds a chunk's carriers
 (:func:`monitor.occupancy.tracker.carriers`) and given the channel the log gives them (the
 nominal 3GPP channel nearest to a carrier wholly in view; no label for a sliver too narrow to be
 a carrier; the painted pixels with ``--raw-edges``), so a label and the log agree on class and
-edges. A carrier that holds an LTE cell's centre (:mod:`monitor.occupancy.cells`) is labelled with
-the cell's identity too, and where the cell's MIB gave its bandwidth, the label's edges are its
-channel's, in view or not.
+edges. A carrier that holds an LTE cell's centre or an NR cell's SSB (:mod:`monitor.occupancy.
+cells`) is labelled with the cell's identity too, and where an LTE cell's MIB gave its
+bandwidth, the label's edges are its channel's, in view or not.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.dsp.lte_sync import LteCell
 from monitor.gui.ring import View
+from monitor.occupancy.cells import NO_CELLS, FrameCells
 from monitor.occupancy.channels import channel_edges, wholly_in_view
 from monitor.occupancy.tracker import LABELS, carriers
 
@@ -32,7 +31,8 @@ class CarrierLabel:
     Attributes:
         cls: 1 LTE, 2 NR.
         low_hz, high_hz: its edges, absolute RF frequency.
-        cells: the physical cell identities of the LTE cells centred in it.
+        cells: the physical cell identities of the LTE cells centred in it and of the NR cells
+            whose SSB it holds.
     """
 
     cls: int
@@ -54,7 +54,7 @@ class CarrierLabel:
 
     def text(self, pixel_hz: float) -> str:
         """``NR 20.0 MHz @ 1860.0 MHz``, the centre to the precision of a pixel; ``, PCI 86``
-        after it for a carrier with an LTE cell."""
+        after it for a carrier with a cell."""
         decimals = max(1, math.ceil(-math.log10(pixel_hz / 1e6))) if pixel_hz > 0 else 1
         bandwidth = (f"{self.bandwidth_hz / 1e6:.1f} MHz" if self.bandwidth_hz >= 1e6
                      else f"{self.bandwidth_hz / 1e3:.0f} kHz")
@@ -63,7 +63,7 @@ class CarrierLabel:
 
 
 def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
-                   cells: Sequence[LteCell] = ()) -> list[CarrierLabel]:
+                   cells: FrameCells = NO_CELLS) -> list[CarrierLabel]:
     """The carriers in a class map, lowest frequency first.
 
     Args:
@@ -71,14 +71,15 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
         view: the frequencies of the map's columns.
         fit_channels: as the tracker's: a carrier wholly in view gets its nominal channel, and
             a sliver no label.
-        cells: the LTE cells in force (centres relative to ``view``'s centre).
+        cells: the cells in force (centres relative to ``view``'s centre).
     """
     out = []
     for cls, low, high in carriers(classes):
         low_hz, high_hz = (view.low_edge_hz + low * view.pixel_hz,
                            view.low_edge_hz + high * view.pixel_hz)
-        held = [c for c in cells if low_hz <= view.center_freq + c.centre_hz < high_hz]
-        ids = tuple(c.cell_id for c in held)
+        held = [c for c in cells.lte if low_hz <= view.center_freq + c.centre_hz < high_hz]
+        ids = tuple(c.cell_id for c in held) + tuple(
+            c.cell_id for c in cells.nr if low_hz <= view.center_freq + c.ssb_hz < high_hz)
         edges: tuple[float, float] | None = (low_hz, high_hz)
         known = [c for c in held if c.channel_hz is not None]
         if known:

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
-from monitor.dsp.lte_sync import LteCell
 from monitor.gui.labels import CarrierLabel, carrier_labels
 from monitor.gui.ring import View, WaterfallRing
+from monitor.occupancy.cells import FrameCells
 from monitor.processing import FrameResult
 
 __all__ = ["CLASS_COLORS", "OVERLAY_LUT", "WaterfallWidget"]
@@ -264,7 +264,7 @@ class WaterfallWidget(pg.GraphicsLayoutWidget):
         self.traces["peak"].setData(freqs, self._peak)
 
     def _update_labels(self, classes: np.ndarray, view: View, top: float,
-                       cells: Sequence[LteCell]) -> None:
+                       cells: FrameCells) -> None:
         self.labels = carrier_labels(classes, view, self.fit_channels, cells)
         while len(self._text_items) < len(self.labels):
             item = pg.TextItem(anchor=(0.5, 0.0), fill=pg.mkBrush(0, 0, 0, 160))

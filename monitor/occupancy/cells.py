@@ -1,4 +1,4 @@
-"""LTE cells in a frame's carriers: where to look for them, and the columns they name.
+"""LTE and NR cells in a frame's carriers: where to look for them, and the columns they name.
 
 The PSS search (:mod:`monitor.dsp.lte_sync`) costs a few milliseconds per candidate centre, so it
 looks only where the network painted signal and an LTE carrier's centre can lie
@@ -9,6 +9,10 @@ names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`); wher
 decoded, the signal in its channel. A carrier's bandwidth does not change, so a cell keeps the
 MIB an earlier search decoded (:func:`with_known_mibs`) where a later one, at a worse moment,
 could not.
+
+The NR search (:mod:`monitor.dsp.nr_sync`) correlates every bin of every symbol-long window at
+once, so it takes the whole view: an SSB found names the carrier that holds it NR. What the
+cells say is handed on as :class:`~monitor.occupancy.tracker.CellMarks` (:func:`cell_marks`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,11 +36,12 @@ from monitor.dsp.lte_sync import (
     find_lte_cells,
     outside_channels,
 )
-from monitor.occupancy.tracker import occupied_spans
+from monitor.dsp.nr_sync import MIN_SAMPLE_RATE, MIN_SECONDS, NrCell, find_nr_cells
+from monitor.occupancy.tracker import CellMarks, occupied_spans
 
-__all__ = ["LTE_REACH_HZ", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "beside_channels",
-           "cell_columns", "channel_columns", "find_frame_cells", "reach_columns",
-           "search_ranges", "with_known_mibs"]
+__all__ = ["LTE_REACH_HZ", "NO_CELLS", "SEARCH_EVERY", "SEARCH_SECONDS", "CellWatch", "FrameCells",
+           "beside_channels", "cell_marks", "find_frame_cells", "search_cells", "search_ranges",
+           "with_known_mibs"]
 
 #: Half the widest LTE channel (20 MHz): no LTE carrier reaches further from its centre.
 LTE_REACH_HZ = 10e6
@@ -136,6 +141,29 @@ def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarra
     return sorted(outside_channels(cells), key=lambda c: -c.pss)
 
 
+@dataclass(frozen=True)
+class FrameCells:
+    """The cells found in a frame's IQ: LTE (:mod:`monitor.dsp.lte_sync`) and NR
+    (:mod:`monitor.dsp.nr_sync`), strongest first."""
+
+    lte: tuple[LteCell, ...] = ()
+    nr: tuple[NrCell, ...] = ()
+
+
+#: No cells found (yet).
+NO_CELLS = FrameCells()
+
+
+def search_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarray,
+                 seconds: float = SEARCH_SECONDS) -> FrameCells:
+    """The LTE cells in a frame's signal spans (:func:`find_frame_cells`) and the NR cells
+    whose SSB it holds, in its first ``seconds``."""
+    nr: list[NrCell] = []
+    if len(samples) >= MIN_SECONDS * geometry.sample_rate >= MIN_SECONDS * MIN_SAMPLE_RATE:
+        nr = find_nr_cells(samples, geometry.sample_rate, seconds)
+    return FrameCells(tuple(find_frame_cells(samples, geometry, classes, seconds)), tuple(nr))
+
+
 def beside_channels(cells: list[LteCell], spans: list[tuple[float, float]]
                     ) -> list[tuple[float, float]]:
     """Where an LTE carrier touching a decoded cell's channel would have its centre, Hz from the
@@ -178,17 +206,17 @@ def _first_centres(ranges: list[tuple[float, float]], geometry: Geometry, tried:
 
 
 class CellWatch:
-    """The LTE cells of a stream, searched every ``every`` seconds of it.
+    """The LTE and NR cells of a stream, searched every ``every`` seconds of it.
 
-    It holds the newest frame's worth of samples (:meth:`push`); a search (:meth:`columns`, due
-    every ``every`` seconds of stream) looks in the signal spans of the frame segmented then,
-    and its cells hold until the next search, or until a retune (:meth:`reset`) moves every
-    carrier.
+    It holds the newest frame's worth of samples (:meth:`push`); a search (:meth:`current`, due
+    every ``every`` seconds of stream) looks in the signal spans of the frame segmented then
+    (:func:`search_cells`), and its cells hold until the next search, or until a retune
+    (:meth:`reset`) moves every carrier.
 
-    A search takes up to a second or so. A live stream cannot wait for it: with ``background``
+    A search takes up to a few seconds. A live stream cannot wait for it: with ``background``
     it runs on a thread of its own (one at a time; numpy's FFTs leave the interpreter to the
     network meanwhile), and its cells take effect at the first frame after it ends. Without,
-    it runs in :meth:`columns`, so a replay gives the same classes on every machine.
+    it runs in :meth:`current`, so a replay gives the same classes on every machine.
 
     Args:
         geometry: the stream's geometry.
@@ -201,14 +229,14 @@ class CellWatch:
                  background: bool = False) -> None:
         self.geometry = geometry
         self.every_samples = max(1, round(every * geometry.sample_rate))
-        self.cells: list[LteCell] = []
+        self.cells = NO_CELLS
         self.searches = 0
         self._blocks: deque[np.ndarray] = deque()
         self._held = 0
         self._since = self.every_samples  # the first frame is searched
         self.background = background
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[list[LteCell]] | None = None
+        self._pending: Future[FrameCells] | None = None
 
     def push(self, samples: np.ndarray) -> None:
         """The stream's next samples (a block's, on the host)."""
@@ -227,28 +255,33 @@ class CellWatch:
         self._held = 0
         if moved:
             self._since = self.every_samples
-            self.cells = []
+            self.cells = NO_CELLS
             self._pending = None
 
-    def current(self, classes: np.ndarray) -> list[LteCell]:
+    def current(self, classes: np.ndarray) -> FrameCells:
         """The cells in force for a frame of ``classes``, searching first where a search is
         due."""
         if self._pending is not None and self._pending.done():
-            self.cells, self._pending = with_known_mibs(self._pending.result(), self.cells), None
+            self._take(self._pending.result())
+            self._pending = None
         if self._since >= self.every_samples and self._pending is None:
             held = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.complex64)
             newest = held[-round(SEARCH_SECONDS * self.geometry.sample_rate):]
             self.searches += 1
             self._since = 0
             if not self.background:
-                self.cells = with_known_mibs(find_frame_cells(newest, self.geometry, classes),
-                                             self.cells)
+                self._take(search_cells(newest, self.geometry, classes))
                 return self.cells
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="lte-cells")
-            self._pending = self._pool.submit(find_frame_cells, newest, self.geometry,
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="cells")
+            self._pending = self._pool.submit(search_cells, newest, self.geometry,
                                               classes.copy())
         return self.cells
+
+    def _take(self, found: FrameCells) -> None:
+        """A search's cells in force, the LTE cells with the MIBs known before."""
+        self.cells = replace(found, lte=tuple(with_known_mibs(list(found.lte),
+                                                              self.cells.lte)))
 
 
 def with_known_mibs(cells: list[LteCell], known: Sequence[LteCell]) -> list[LteCell]:
@@ -264,27 +297,22 @@ def with_known_mibs(cells: list[LteCell], known: Sequence[LteCell]) -> list[LteC
     return out
 
 
-def cell_columns(cells: list[LteCell], geometry: Geometry) -> list[float]:
-    """The centres of the cells whose width is unknown (no MIB), in columns from the view's low
-    edge (column ``j`` spans ``[j, j+1)``)."""
-    return [_column(c.centre_hz, geometry) for c in cells if c.occupied_hz is None]
-
-
-def channel_columns(cells: list[LteCell], geometry: Geometry) -> list[tuple[float, float]]:
-    """The channels (resource blocks) of the cells whose MIB gave their width, in columns."""
-    return [(_column(c.centre_hz - c.occupied_hz / 2, geometry),
-             _column(c.centre_hz + c.occupied_hz / 2, geometry))
-            for c in cells if c.occupied_hz is not None]
+def cell_marks(cells: FrameCells, geometry: Geometry) -> CellMarks:
+    """What the cells say about a frame's carriers, in its columns: the centres of the LTE
+    cells whose width is unknown (no MIB), the channels (resource blocks) of those whose MIB
+    gave it, and the NR cells' SSB centres."""
+    return CellMarks(
+        lte_centres=[_column(c.centre_hz, geometry) for c in cells.lte if c.occupied_hz is None],
+        lte_reach=LTE_REACH_HZ / geometry.pixel_hz,
+        lte_channels=[(_column(c.centre_hz - c.occupied_hz / 2, geometry),
+                       _column(c.centre_hz + c.occupied_hz / 2, geometry))
+                      for c in cells.lte if c.occupied_hz is not None],
+        nr_ssbs=[_column(c.ssb_hz, geometry) for c in cells.nr])
 
 
 def _column(hz: float, geometry: Geometry) -> float:
     """Hz from the view's centre as a column position (column ``j`` spans ``[j, j+1)``)."""
     return hz / geometry.pixel_hz + geometry.width // 2 + 0.5
-
-
-def reach_columns(geometry: Geometry) -> float:
-    """``LTE_REACH_HZ`` in columns."""
-    return LTE_REACH_HZ / geometry.pixel_hz
 
 
 def _merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -9,7 +9,8 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``queue_high_water``, ``latency_ms`` (``p50``, ``p95`` and the number of ``frames`` measured;
 ``null`` when none was), ``lte_cells`` (every LTE cell found: ``pci``, ``duplex``, centre
 ``freq_hz``, and ``n_rb``, its bandwidth in resource blocks where its MIB decoded, else
-``null``) and ``monitor_version``.
+``null``), ``nr_cells`` (every NR cell found by its SSB: ``pci``, the SSB's subcarrier spacing
+``scs_hz`` and centre ``ssb_hz``) and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -71,6 +72,8 @@ class RunStats:
         queue_high_water: the most blocks ever waiting between reader and processing.
         lte_cells: the LTE cells found, by (PCI, centre to the nearest 10 kHz): (duplex,
             centre in Hz, resource blocks or None).
+        nr_cells: the NR cells found, by (PCI, SSB centre to the nearest 10 kHz): (subcarrier
+            spacing, SSB centre in Hz).
         wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
             :meth:`stop`).
     """
@@ -95,6 +98,7 @@ class RunStats:
     emissions_narrow: int = 0
     lte_cells: dict[tuple[int, int], tuple[str, float, int | None]] = field(
         default_factory=dict)
+    nr_cells: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
     queue_high_water: int = 0
     wall_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -157,6 +161,12 @@ class RunStats:
                 known = self.lte_cells[key][2] if key in self.lte_cells else None
                 self.lte_cells[key] = (duplex, freq, n_rb or known)
 
+    def note_nr_cells(self, cells: list[tuple[int, float, float]]) -> None:
+        """NR cells found, as (PCI, SSB subcarrier spacing, SSB centre in Hz (absolute))."""
+        with self._lock:
+            for pci, scs, freq in cells:
+                self.nr_cells[(pci, round(freq / 1e4))] = (scs, freq)
+
     def note_unlogged(self, unconfident: int, narrow: int) -> None:
         """The emissions closed so far that were too unconfident or too narrow to log."""
         with self._lock:
@@ -209,6 +219,8 @@ class RunStats:
                                "n_rb": n_rb}
                               for (pci, _), (duplex, freq, n_rb) in sorted(
                                   self.lte_cells.items())],
+                "nr_cells": [{"pci": pci, "scs_hz": scs, "ssb_hz": round(freq)}
+                             for (pci, _), (scs, freq) in sorted(self.nr_cells.items())],
                 "monitor_version": __version__,
             }
 

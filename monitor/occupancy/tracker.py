@@ -18,11 +18,12 @@ Carriers join the open emission whose frequency span overlaps theirs most (inter
 union at least ``MIN_OVERLAP``), whatever class they were given in this chunk; the rest open new
 emissions. An emission's class is decided when it closes, by the LTE and NR probability summed
 over all its pixels, and its confidence is the mean probability of that class: one carrier gives
-one emission even where the network wavers between the classes from frame to frame, unless an
-LTE cell's PSS named one of its carriers (``lte_centres``, :func:`lte_carriers`): then it is
-LTE, its confidence still the mean LTE probability (the log's definition), and it is logged
-whatever that is, as the PSS outweighs the network. Where the cell's MIB gave its channel
-(``lte_channels``), the emission is logged with that channel's edges, in view or not. An emission
+one emission even where the network wavers between the classes from frame to frame, unless a
+cell found in the IQ named one of its carriers (:class:`CellMarks`): an LTE cell's PSS
+(:func:`lte_carriers`) makes it LTE, an NR cell's SSB (:func:`nr_carriers`) NR, its confidence
+still the mean probability of that class (the log's definition), and it is logged whatever that
+is, as the cell outweighs the network. Where an LTE cell's MIB gave its channel, the emission
+is logged with that channel's edges, in view or not. An emission
 whose confidence is under ``min_confidence`` is not returned but counted (:attr:`Tracker.
 unconfident`): where the network paints noise as signal it does so in slivers of mean class
 probability well under a half, which would otherwise fill the log with short emissions. An
@@ -48,11 +49,12 @@ from monitor.dsp.geometry import Geometry
 from monitor.occupancy.channels import channel_edges, fit_channel, wholly_in_view
 from monitor.occupancy.emission import Emission
 
-__all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "StreamClock", "Tracker", "carrier_classes",
-           "carriers", "occupied_spans"]
+__all__ = ["DEFAULT_MIN_CONFIDENCE", "LABELS", "NO_MARKS", "CellMarks", "StreamClock", "Tracker",
+           "carrier_classes", "carriers", "nr_carriers", "occupied_spans"]
 
 LABELS = {1: "LTE", 2: "NR"}
 LTE = 1  # the class an LTE cell gives the carriers it names
+NR = 2  # and an NR cell's SSB
 #: The monitor's default ``--min-confidence``: an emission is logged when its class is, on
 #: average over its pixels, more likely than not.
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -89,6 +91,30 @@ class StreamClock:
         return self.time + (sample - self.time_sample) / self.sample_rate
 
 
+@dataclass(frozen=True)
+class CellMarks:
+    """What the cells found in a frame's IQ (:mod:`monitor.occupancy.cells`) say about its
+    carriers, in columns from the view's low edge (column ``j`` spans ``[j, j + 1)``).
+
+    Attributes:
+        lte_centres: where an LTE carrier's PSS was found (:mod:`monitor.dsp.lte_sync`), of the
+            cells whose bandwidth is unknown.
+        lte_reach: the widest LTE carrier's half-width (10 MHz).
+        lte_channels: the channels ``[low, high)`` of the LTE cells whose MIB gave their
+            bandwidth (:mod:`monitor.dsp.lte_mib`).
+        nr_ssbs: the centres of the NR cells' SSBs (:mod:`monitor.dsp.nr_sync`).
+    """
+
+    lte_centres: Sequence[float] = ()
+    lte_reach: float = np.inf
+    lte_channels: Sequence[tuple[float, float]] = ()
+    nr_ssbs: Sequence[float] = ()
+
+
+#: No cells found.
+NO_MARKS = CellMarks()
+
+
 @dataclass
 class _Open:
     first_row: int
@@ -102,6 +128,7 @@ class _Open:
     edge_weight: float = 0.0
     edges_sum: list[float] = field(default_factory=lambda: [0.0, 0.0])
     lte_named: bool = False
+    nr_named: bool = False
     lte_channel: tuple[float, float] | None = None  # columns, where a cell's MIB named it
 
 
@@ -137,9 +164,8 @@ class Tracker:
         return closed
 
     def update(self, first_row: int, probs: np.ndarray, power_db: np.ndarray,
-               classes: np.ndarray | None = None, lte_centres: Sequence[float] = (),
-               lte_reach: float = np.inf,
-               lte_channels: Sequence[tuple[float, float]] = ()) -> list[Emission]:
+               classes: np.ndarray | None = None, marks: CellMarks = NO_MARKS
+               ) -> list[Emission]:
         """Feed a chunk of rows; return the emissions that closed.
 
         Args:
@@ -148,16 +174,17 @@ class Tracker:
             power_db: float, (rows, width): pixel power, dBFS.
             classes: int, (rows, width): the class of every pixel, the argmax of ``probs``
                 where the caller has it already.
-            lte_centres, lte_reach, lte_channels: LTE cells' centres, the widest LTE carrier's
-                half-width, and the channels of the cells whose MIB gave their width, in
-                columns (:func:`carrier_classes`): an emission a cell names is LTE.
+            marks: what the cells found say (:func:`carrier_classes`): an emission an LTE
+                cell names is LTE, one an NR cell's SSB names NR.
         """
         rows = probs.shape[0]
         winner = probs.argmax(axis=-1) if classes is None else classes
         signal = winner != 0
         seen: set[int] = set()
         found = carriers(winner)
-        named = lte_carriers(winner, found, lte_centres, lte_reach, lte_channels)
+        named = lte_carriers(winner, found, marks.lte_centres, marks.lte_reach,
+                             marks.lte_channels)
+        nr_named = nr_carriers(winner, found, marks.nr_ssbs) - named
         for k, (_, low, high) in enumerate(found):
             on = signal[:, low:high].mean(axis=1) >= 0.5
             if not on.any():
@@ -171,7 +198,9 @@ class Tracker:
                 self._open.append(target)
             seen.add(id(target))
             target.lte_named |= k in named
-            target.lte_channel = _holding_channel(low, high, lte_channels) or target.lte_channel
+            target.nr_named |= k in nr_named
+            target.lte_channel = (_holding_channel(low, high, marks.lte_channels)
+                                  or target.lte_channel)
             target.last_row = first_row + int(active[-1])
             n_rows = int(active[-1] - active[0]) + 1
             target.rows_seen += n_rows
@@ -222,9 +251,11 @@ class Tracker:
             centre_px = g.width // 2
             low = self.center_freq + (e.low_px - centre_px - 0.5) * g.pixel_hz
             high = self.center_freq + (e.high_px - centre_px - 0.5) * g.pixel_hz
-            cls = LTE if e.lte_named else max(e.class_sums, key=e.class_sums.__getitem__)
+            named = e.lte_named or e.nr_named
+            cls = (LTE if e.lte_named else NR if e.nr_named
+                   else max(e.class_sums, key=e.class_sums.__getitem__))
             confidence = e.class_sums[cls] / max(e.pixels, 1)
-            if confidence < self.min_confidence and not e.lte_named:
+            if confidence < self.min_confidence and not named:
                 self.unconfident += 1
                 continue
             if e.lte_channel is not None:  # the cell's own channel, in view or not
@@ -271,37 +302,53 @@ def carriers(classes: np.ndarray) -> list[tuple[int, int, int]]:
     return sorted(out, key=lambda c: c[1])
 
 
-def carrier_classes(classes: np.ndarray, lte_centres: Sequence[float] = (),
-                    lte_reach: float = np.inf,
-                    lte_channels: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+def carrier_classes(classes: np.ndarray, marks: CellMarks = NO_MARKS) -> np.ndarray:
     """The classes with every signal pixel of a carrier given the carrier's class.
 
     Args:
         classes: integer (rows, width): the winning class of every pixel.
-        lte_centres: where an LTE carrier's PSS was found (:mod:`monitor.dsp.lte_sync`), in
-            columns from the view's low edge (column ``j`` spans ``[j, j + 1)``).
-        lte_reach: the widest LTE carrier's half-width (10 MHz), in columns.
-        lte_channels: the channels ``[low, high)`` of the LTE cells whose MIB gave their
-            bandwidth (:mod:`monitor.dsp.lte_mib`), in columns.
+        marks: what the cells found in the frame's IQ say (:class:`CellMarks`).
 
     A carrier is one radio access technology, so where the network paints one in patches of LTE
     and NR, the minority patches are wrong: each carrier of :func:`carriers` (a span of signal
     columns, classed by its columns' votes) gives its class to all its signal pixels. Noise
     stays noise, and signal pixels outside every carrier (slivers too narrow or too rare to be
     one) keep their class. Then the carriers an LTE PSS names (:func:`lte_carriers`) are LTE,
-    whatever their columns voted, and so is every signal pixel within a channel a MIB gave:
-    there the cell says where its carrier is, pixel by pixel.
+    whatever their columns voted, and those an NR SSB names (:func:`nr_carriers`) NR; and every
+    signal pixel within a channel an LTE MIB gave is LTE: there the cell says where its carrier
+    is, pixel by pixel.
     """
     out = classes.copy()
     found = carriers(classes)
-    named = lte_carriers(classes, found, lte_centres, lte_reach)
+    lte = lte_carriers(classes, found, marks.lte_centres, marks.lte_reach)
+    nr = nr_carriers(classes, found, marks.nr_ssbs) - lte
     for k, (cls, low, high) in enumerate(found):
         block = out[:, low:high]
-        block[block != 0] = LTE if k in named else cls
-    for low, high in lte_channels:  # the pixels whose centre lies in the channel
+        block[block != 0] = LTE if k in lte else NR if k in nr else cls
+    for low, high in marks.lte_channels:  # the pixels whose centre lies in the channel
         block = out[:, max(0, int(np.ceil(low - 0.5))) : max(0, int(np.ceil(high - 0.5)))]
         block[block != 0] = LTE
     return out
+
+
+def nr_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
+                ssbs: Sequence[float]) -> set[int]:
+    """Which of the carriers ``found`` (:func:`carriers` of ``classes``) an NR cell's SSB
+    centred at one of ``ssbs`` (columns) names (indices): the carrier that holds the SSB's
+    centre, and, where the view cuts the signal span holding it on both sides (the view may lie
+    inside the NR carrier, which the network, seeing no edge, can split into runs of both
+    classes), every carrier of that span. An SSB may lie anywhere in its carrier, so it says
+    nothing more of the carrier's extent. An SSB outside every carrier (a carrier the network
+    missed) names nothing."""
+    width = classes.shape[1]
+    named = set()
+    spans = occupied_spans(classes != 0) if len(ssbs) else []
+    for ssb in ssbs:
+        named.update(k for k, (_, a, b) in enumerate(found) if a <= ssb < b)
+        for low, high in spans:
+            if low <= ssb < high and low == 0 and high == width:
+                named.update(k for k, (_, a, b) in enumerate(found) if a >= low and b <= high)
+    return named
 
 
 def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],

@@ -40,7 +40,9 @@ __all__ = [
     "nr_grid",
     "nr_min_guard_hz",
     "nr_occupied_hz",
+    "pss_sequence",
     "ssb_first_symbols",
+    "sss_sequence",
 ]
 
 SYMBOLS_PER_SLOT = 14
@@ -507,8 +509,8 @@ def _ssb_blocks(n_id: int, i_ssb: np.ndarray, rng: np.random.Generator) -> np.nd
     pbch[2] = (k < 48) | (k >= 192)
     dmrs = pbch & (k % 4 == n_id % 4)
     blocks = np.zeros((len(i_ssb), 4, 240), dtype=np.complex64)
-    blocks[:, 0, 56:183] = _pss(n_id % 3)
-    blocks[:, 2, 56:183] = _sss(n_id)
+    blocks[:, 0, 56:183] = pss_sequence(n_id % 3)
+    blocks[:, 2, 56:183] = sss_sequence(n_id)
     # 38.211 7.4.1.4.1: c_init = 2^11 (i_SSB + 1)(N_ID // 4 + 1) + 2^6 (i_SSB + 1) + N_ID mod 4;
     # mapped in increasing k, then l (7.4.3.1.3).
     c_init = 2**11 * (i_ssb + 1) * (n_id // 4 + 1) + 2**6 * (i_ssb + 1) + n_id % 4
@@ -528,14 +530,14 @@ def _m_sequence(taps: tuple[int, ...], init: tuple[int, ...]) -> np.ndarray:
     return np.array(x)
 
 
-def _pss(n_id2: int) -> np.ndarray:
+def pss_sequence(n_id2: int) -> np.ndarray:
     """38.211 7.4.2.2.1: d(n) = 1 - 2 x((n + 43 N_ID2) mod 127), x(i+7) = x(i+4) + x(i),
     [x(6) ... x(0)] = [1 1 1 0 1 1 0]."""
     x = _m_sequence((4, 0), (0, 1, 1, 0, 1, 1, 1))
     return 1.0 - 2.0 * x[(np.arange(127) + 43 * n_id2) % 127]
 
 
-def _sss(n_id: int) -> np.ndarray:
+def sss_sequence(n_id: int) -> np.ndarray:
     """38.211 7.4.2.3.1: d(n) = [1 - 2 x0((n + m0) mod 127)] [1 - 2 x1((n + m1) mod 127)],
     m0 = 15 (N_ID1 // 112) + 5 N_ID2, m1 = N_ID1 mod 112; x0(i+7) = x0(i+4) + x0(i),
     x1(i+7) = x1(i+1) + x1(i), both from [x(6) ... x(0)] = [0 0 0 0 0 0 1]."""

@@ -152,10 +152,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "against those on test data tell a network short of data (higher on what "
                     "it trained on) from one held back by its capacity or by the task (the "
                     "same); not with --record-metrics")
-    ev.add_argument("--lte-cells", action="store_true",
+    ev.add_argument("--cells", action="store_true",
                     help="judge the classes as shown in full, as the monitor makes them: render "
                     "each test frame's IQ again and search it for LTE cells, whose PSS names "
-                    "their carriers LTE (seconds a frame; the recordings are always searched)")
+                    "their carriers LTE, and NR cells, whose SSB names theirs NR (seconds a "
+                    "frame; the recordings are always searched)")
     ev.set_defaults(func=_eval)
 
 
@@ -225,6 +226,7 @@ def _eval(args: argparse.Namespace) -> int:
     frames = open_frames(args.data) if args.data else None
     names = _names(args.models)
     results, captures = [], {}
+    nr_found: dict[int, tuple] = {}  # the NR search is the models' to share (--cells)
     gallery: Gallery | None = None
     for path, name in zip(args.models, names, strict=True):
         model, card = load_checkpoint(path, device)
@@ -232,7 +234,7 @@ def _eval(args: argparse.Namespace) -> int:
             if not args.training_data:
                 check_not_training_data(card, frames, name)
             result = evaluate(model, card, frames, name, args.limit, args.batch_size, device,
-                              args.lte_cells)
+                              args.cells, nr_found)
             results.append(result)
             if gallery is None and args.worst_frames > 0:
                 worst = pick_frames(result.frame_mious, args.worst_frames)
@@ -260,7 +262,7 @@ def _eval(args: argparse.Namespace) -> int:
                           *(["--worst-frames", str(args.worst_frames)]
                             if frames is not None and args.worst_frames != 4 else []),
                           *(["--training-data"] if args.training_data else []),
-                          *(["--lte-cells"] if args.lte_cells else [])])
+                          *(["--cells"] if args.cells else [])])
     data = ", ".join(_data_origin(d) for d in args.data)
     if args.training_data and data:
         data += (" (training seeds allowed: a model's figures on frames it trained on measure "

@@ -45,14 +45,15 @@ from engines.prmnet import CLASS_NAMES
 from monitor.dsp.frames import pad_rows
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import PSS_HALF_BAND_HZ, LteCell
+from monitor.dsp.nr_sync import NrCell
 from monitor.dsp.spectrogram import Spectrogram, network_input
 from monitor.errors import InputError
 from monitor.occupancy.cells import (
     SAME_CELL_HZ,
-    cell_columns,
-    channel_columns,
+    FrameCells,
+    cell_marks,
     find_frame_cells,
-    reach_columns,
+    search_cells,
     with_known_mibs,
 )
 from monitor.occupancy.tracker import carrier_classes
@@ -131,8 +132,11 @@ class EvalResult:
         frames: frames evaluated.
         confusion: pixel counts over every frame.
         shown: pixel counts of the classes as the monitor shows them (carrier classes; with the
-            carriers an LTE cell's PSS names made LTE where ``lte_cells`` searched for them).
-        lte_cells: frames searched for LTE cells (in IQ rendered again), and cells found.
+            carriers an LTE cell's PSS names made LTE and those an NR cell's SSB names NR, where
+            ``cells`` searched for them).
+        lte_cells: frames searched for cells (in IQ rendered again), and LTE cells found.
+        nr_cells: NR cells found, and of those, the cells of an NR carrier of the frame (its PCI,
+            the SSB within its band).
         lte_carriers: of the LTE carriers in the frames searched whose PSS lies in view, those
             found with their cell's PCI (within ``SAME_CELL_HZ`` of their centre), and those
             whose MIB gave their bandwidth too.
@@ -173,6 +177,7 @@ class EvalResult:
     shown: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     lte_cells: tuple[int, int] = (0, 0)
     lte_carriers: tuple[int, int, int] = (0, 0, 0)
+    nr_cells: tuple[int, int] = (0, 0)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
@@ -232,6 +237,7 @@ class EvalResult:
                           "carriers_in_view": self.lte_carriers[0],
                           "carriers_found": self.lte_carriers[1],
                           "carriers_with_bandwidth": self.lte_carriers[2]},
+            "nr_cells": {"found": self.nr_cells[0], "of_a_carrier": self.nr_cells[1]},
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
@@ -267,11 +273,11 @@ class CaptureResult:
         rows: spectrogram rows evaluated (real rows only).
         counts: pixels given to each class (noise, LTE, NR).
         shown_counts: the same for the classes as the monitor shows them (carrier classes,
-            with the carriers an LTE cell's PSS names made LTE).
+            with the carriers an LTE cell's PSS names made LTE, an NR cell's SSB NR).
         served: whether the sample rate is one the model was trained for.
-        cells: the LTE cells found in the frames (:mod:`monitor.occupancy.cells`), as
-            ``"PCI (duplex)"``, each once, or ``"PCI (duplex, N RB)"`` where a frame's MIB
-            decoded.
+        cells: the cells found in the frames (:mod:`monitor.occupancy.cells`), each once:
+            ``"LTE PCI (duplex)"``, or ``"LTE PCI (duplex, N RB)"`` where a frame's MIB
+            decoded; ``"NR PCI (SSB S kHz)"``.
     """
 
     recording: str
@@ -337,7 +343,7 @@ class CaptureResult:
             "signal_shares": self.signal_shares, "passed": passed, "reason": reason,
             "as_shown": {"shares": shown.shares, "signal_shares": shown.signal_shares,
                          "passed": shown_passed, "reason": shown_reason},
-            "lte_cells": self.cells,
+            "cells": self.cells,
         })
 
 
@@ -371,15 +377,18 @@ def evaluate(
     limit: int | None = None,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
-    lte_cells: bool = False,
+    cells: bool = False,
+    nr_found: dict[int, tuple[NrCell, ...]] | None = None,
 ) -> EvalResult:
     """Run ``model`` on the frames (of the first ``limit``, those at rates it serves) and
     measure everything.
 
-    With ``lte_cells``, the classes as shown are the monitor's in full: each frame's IQ is
-    rendered again (:meth:`~monitor.train.data.FrameSet.samples`) and searched for LTE cells
-    (:func:`~monitor.occupancy.cells.find_frame_cells`), whose PSS names their carriers LTE.
-    That costs seconds a frame.
+    With ``cells``, the classes as shown are the monitor's in full: each frame's IQ is rendered
+    again (:meth:`~monitor.train.data.FrameSet.samples`) and searched for LTE and NR cells
+    (:func:`~monitor.occupancy.cells.search_cells`), whose PSS or SSB names their carriers.
+    That costs seconds a frame. The NR search takes the whole view, whatever the model's
+    classes: ``nr_found`` (frame index: cells, filled as they are found) lets the models of one
+    report share it.
 
     Raises:
         InputError: if the frames do not fit the model (channels, image size).
@@ -409,7 +418,7 @@ def evaluate(
         prediction = segment(model, inputs).cpu()
         seconds += time.perf_counter() - start
         result.confusion.update(prediction, labels)
-        shown = [_shown(p.numpy(), frames, i, card, result if lte_cells else None, meta)
+        shown = [_shown(p.numpy(), frames, i, card, result if cells else None, meta, nr_found)
                  for i, p, meta in zip(indices, prediction, metas, strict=True)]
         result.shown.update(torch.from_numpy(np.stack(shown)), labels)
         for i, pred, truth, meta in zip(indices, prediction, labels, metas, strict=True):
@@ -437,21 +446,37 @@ def evaluate(
 
 
 def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard,
-           searched: EvalResult | None, meta: dict[str, Any]) -> np.ndarray:
-    """A frame's classes as the monitor shows them; its LTE cells searched for and counted in
-    ``searched`` where given and where the frame's samples can be had."""
+           searched: EvalResult | None, meta: dict[str, Any],
+           nr_found: dict[int, tuple[NrCell, ...]] | None) -> np.ndarray:
+    """A frame's classes as the monitor shows them; its cells searched for and counted in
+    ``searched`` where given and where the frame's samples can be had, its NR cells taken from
+    ``nr_found`` where they were found before."""
     samples = None if searched is None else frames.samples(index)
     if samples is None:
         return carrier_classes(prediction)
     geometry = card.geometry_for(float(frames.rate(index)))
-    cells = find_frame_cells(samples, geometry, prediction)
+    nr_found = {} if nr_found is None else nr_found
+    if index in nr_found:
+        cells = FrameCells(tuple(find_frame_cells(samples, geometry, prediction)), nr_found[index])
+    else:
+        cells = search_cells(samples, geometry, prediction)
+        nr_found[index] = cells.nr
     done, found = searched.lte_cells
-    searched.lte_cells = (done + 1, found + len(cells))
-    in_view, found, sized = _cells_found(meta, cells, geometry)
+    searched.lte_cells = (done + 1, found + len(cells.lte))
+    in_view, found, sized = _cells_found(meta, list(cells.lte), geometry)
     before = searched.lte_carriers
     searched.lte_carriers = (before[0] + in_view, before[1] + found, before[2] + sized)
-    return carrier_classes(prediction, cell_columns(cells, geometry), reach_columns(geometry),
-                           channel_columns(cells, geometry))
+    found, right = searched.nr_cells
+    searched.nr_cells = (found + len(cells.nr), right + _nr_cells_right(meta, cells.nr))
+    return carrier_classes(prediction, cell_marks(cells, geometry))
+
+
+def _nr_cells_right(meta: dict[str, Any], cells: Sequence[NrCell]) -> int:
+    """How many of ``cells`` are a cell of the frame: an NR carrier with the cell's PCI whose
+    band (resource blocks) holds its SSB's centre."""
+    return sum(any(c["label"] == "NR" and c["cell_id"] == cell.cell_id
+                   and c["occupied_low_hz"] <= cell.ssb_hz <= c["occupied_high_hz"]
+                   for c in meta.get("carriers", [])) for cell in cells)
 
 
 def _cells_found(meta: dict[str, Any], cells: list[LteCell], geometry: Geometry
@@ -569,21 +594,22 @@ def evaluate_captures(
             spans = [(0, rows_total)] if rows_total else []
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
-        cells: dict[tuple[int, str], int | None] = {}  # (PCI, duplex): RBs, where a MIB gave them
+        lte: dict[tuple[int, str], int | None] = {}  # (PCI, duplex): RBs, where a MIB gave them
+        nr: dict[int, float] = {}  # PCI: SSB subcarrier spacing
         known: list[LteCell] = []  # as the monitor's, a cell keeps a MIB once decoded
         for first_row, rows in spans:
             iq = rec.read(first_row * spr, rows * spr)
             x = network_input(spectrogram.rows(torch.from_numpy(iq).to(device)))
             padded = pad_rows(x, geometry.height)
             prediction = segment(model, padded[None])[0, :rows].cpu().numpy()
-            found = with_known_mibs(find_frame_cells(iq, geometry, prediction), known)
-            known = [*found, *known]
-            for c in found:
+            found = search_cells(iq, geometry, prediction)
+            found = FrameCells(tuple(with_known_mibs(list(found.lte), known)), found.nr)
+            known = [*found.lte, *known]
+            for c in found.lte:
                 key = (c.cell_id, c.duplex)
-                cells[key] = cells.get(key) or (c.mib.n_rb if c.mib else None)
-            carrier_shown = carrier_classes(prediction, cell_columns(found, geometry),
-                                            reach_columns(geometry),
-                                            channel_columns(found, geometry))
+                lte[key] = lte.get(key) or (c.mib.n_rb if c.mib else None)
+            nr.update((c.cell_id, c.scs) for c in found.nr)
+            carrier_shown = carrier_classes(prediction, cell_marks(found, geometry))
             counts += torch.bincount(torch.from_numpy(prediction).reshape(-1),
                                      minlength=len(CLASS_NAMES))
             shown += torch.bincount(torch.from_numpy(carrier_shown).reshape(-1),
@@ -594,8 +620,9 @@ def evaluate_captures(
             frames=len(spans), rows=sum(r for _, r in spans), counts=counts.tolist(),
             shown_counts=shown.tolist(),
             served=card.serves(rec.sample_rate),
-            cells=[f"{pci} ({duplex}, {n_rb} RB)" if n_rb else f"{pci} ({duplex})"
-                   for (pci, duplex), n_rb in cells.items()],
+            cells=[*(f"LTE {pci} ({duplex}, {n_rb} RB)" if n_rb else f"LTE {pci} ({duplex})"
+                     for (pci, duplex), n_rb in lte.items()),
+                   *(f"NR {pci} (SSB {scs / 1e3:g} kHz)" for pci, scs in nr.items())],
         ))
     return results
 
@@ -774,12 +801,15 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
         if r.lte_cells[0]:
             in_view, found, sized = r.lte_carriers
             share = [n / in_view if in_view else float("nan") for n in (found, sized)]
-            lines += [f"{r.name}: {r.lte_cells[0]} frames searched for LTE cells (`--lte-cells`), "
-                      f"{r.lte_cells[1]} cells found; the carriers they name are LTE, and the "
+            nr_found, nr_right = r.nr_cells
+            lines += [f"{r.name}: {r.lte_cells[0]} frames searched for cells (`--cells`), "
+                      f"{r.lte_cells[1]} LTE cells found; the carriers they name are LTE, and the "
                       f"signal in the channels their MIBs give. Of the {in_view} LTE carriers "
                       f"whose PSS lies in view, {found} were found with their PCI "
                       f"({_pct(share[0])} %), {sized} with their bandwidth from the MIB too "
-                      f"({_pct(share[1])} %).", ""]
+                      f"({_pct(share[1])} %). {nr_found} NR cells found by their SSB, "
+                      f"{nr_right} of them an NR carrier's of the frame (its PCI, the SSB in "
+                      f"its band); the carriers that hold their SSBs are NR.", ""]
     lines += _class_header("change")
     for r in results:
         s = r.shown.summary()
@@ -1018,7 +1048,7 @@ def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
         count += f" and {_passed(others, shown=True)} of {len(others)}"
     lines = [f"## Real recordings: {name} ({count})", "",
              "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
-             "NR % of signal | verdict | as shown (carrier classes) | LTE cells (PCI; MIB) |",
+             "NR % of signal | verdict | as shown (carrier classes) | cells (PCI; LTE MIB) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in recs:
         ok, reason = r.verdict()
