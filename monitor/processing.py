@@ -99,10 +99,10 @@ class Processor:
         fit_channels: log an emission wholly in view as the nominal 3GPP channel nearest to it.
         raw_classes: publish and track every pixel's own class; by default each carrier's
             pixels take the carrier's class (:func:`~monitor.occupancy.tracker.carrier_classes`).
-        lte_search_every: seconds of stream between two searches for LTE and NR cells
+        cell_search_every: seconds of stream between two searches for LTE and NR cells
             (:class:`~monitor.occupancy.cells.CellWatch`), whose PSS or SSB names their
             carriers; None: no search.
-        lte_background: search on a thread of the search's own (a live stream), not in the
+        cell_background: search on a thread of the search's own (a live stream), not in the
             frame the search falls on (a replay: the same classes on every machine); the
             pipeline sets it from its source when it runs.
     """
@@ -110,8 +110,8 @@ class Processor:
     def __init__(self, runner: Runner, geometry: Geometry, hop: int,
                  close_after: float = 0.25, min_confidence: float = 0.0,
                  fit_channels: bool = False, raw_classes: bool = False,
-                 lte_search_every: float | None = SEARCH_EVERY,
-                 lte_background: bool = False) -> None:
+                 cell_search_every: float | None = SEARCH_EVERY,
+                 cell_background: bool = False) -> None:
         if not 1 <= hop <= geometry.height:
             raise ValueError(f"hop must be 1-{geometry.height} rows, got {hop}")
         self.runner = runner
@@ -124,8 +124,8 @@ class Processor:
         self._spectrogram = StreamingSpectrogram(Spectrogram(geometry, device))
         self._frames = RollingFrames(geometry.height, geometry.width, device)
         self.tracker = Tracker(geometry, 0.0, close_after, min_confidence, fit_channels)
-        self.cells = (None if lte_search_every is None or raw_classes
-                      else CellWatch(geometry, lte_search_every, lte_background))
+        self.cells = (None if cell_search_every is None or raw_classes
+                      else CellWatch(geometry, cell_search_every, cell_background))
         self.counts = ProcessorCounts()
         self.latest: FrameResult | None = None
         self._stretch_rows = 0      # rows in the current stretch

@@ -108,7 +108,7 @@ def _lte_blocks(frames: int) -> list[IQBlock]:
 def test_an_lte_cell_names_the_carrier_the_network_calls_nr(search: bool) -> None:
     runner = TorchRunner(_AllNR()).activate()
     every = 2.0 if search else None
-    processor = Processor(runner, G, hop=G.height, lte_search_every=every)
+    processor = Processor(runner, G, hop=G.height, cell_search_every=every)
     for block in _lte_blocks(3):
         processor.feed(block)
     classes = processor.latest.classes.cpu().numpy()
@@ -140,7 +140,7 @@ def test_an_nr_cells_ssb_names_the_carrier_the_network_calls_lte() -> None:
         "ssb_offset_rb=43")])
     iq = render(spec, np.random.default_rng(3)).iq
     processor = Processor(TorchRunner(_AllLTE()).activate(), G, hop=G.height,
-                          lte_search_every=2.0)
+                          cell_search_every=2.0)
     for k in range(2):
         processor.feed(IQBlock(iq[k * n : (k + 1) * n], k * n, 2.1e9, RATE, 1.0e9 + k * n / RATE))
     assert [c.cell_id for c in processor.cells.cells.nr] == [500]

@@ -10,9 +10,10 @@ carrier can look like an LTE one; its SSB names it, and gives the cell's identit
 The search (:func:`find_nr_cells`), at each FR1 SSB spacing whose PSS fits in the view:
 
 1. Windows one useful symbol long (``round(sample_rate / scs)`` samples, so that their bins are
-   the subcarriers) every cyclic prefix: one of them starts within the cyclic prefix of each
-   symbol, and sees that symbol alone. Their spectra, and again with the samples shifted half
-   a bin (a PSS between two bins loses most of its correlation).
+   the subcarriers) every two cyclic prefixes (``HOP_PREFIXES``): each symbol has one that
+   starts in its prefix, and sees that symbol alone, or at most a prefix after it, and takes in
+   7 % of the next. Their spectra, and again with the samples shifted half a bin (a PSS between
+   two bins loses most of its correlation).
 2. A window that starts anywhere in the cyclic prefix sees the symbol's subcarriers turned by a
    phase that grows linearly across them, as a multipath channel's delay turns them. The
    products of neighbouring bins, ``Y(k) Y*(k + 1)``, keep only a constant turn: their
@@ -20,8 +21,9 @@ The search (:func:`find_nr_cells`), at each FR1 SSB spacing whose PSS fits in th
    frequency), normalised (1 for the PSS alone, about 1/126 for noise), finds the PSS's window,
    its first bin and N_ID2, whatever the timing within the prefix and the channel's delay.
 3. The SSS, in the window two symbols on (no SSB pattern of 38.213 4.1 puts a longer cyclic
-   prefix between them), its bins phased by the PSS's (the channel, and the window's timing),
-   is correlated with the 336 SSS of the N_ID2: the best names the cell.
+   prefix between them) to the nearest sample, its bins phased by the PSS's (the channel, and
+   the window's timing) and turned back by the fraction of a sample the window is early, is
+   correlated with the 336 SSS of the N_ID2: the best names the cell.
 
 A cell is declared where both correlations exceed the thresholds at which noise alone would
 cross them once in ``1 / FALSE_ALARM`` searches (:func:`threshold`; the normalised correlation
@@ -146,7 +148,7 @@ def find_nr_cells(samples: np.ndarray, sample_rate: float,
     cells: list[NrCell] = []
     taken: list[tuple[_Peak, list[int]]] = []
     sss_limit = threshold(SSS_CANDIDATES * 336, PSS_LENGTH)
-    for group in _candidates(peaks, sample_rate)[:SSS_CANDIDATES]:
+    for group in _candidates(peaks)[:SSS_CANDIDATES]:
         best = group[0]
         if any(_overlaps(best, p, times, sample_rate) for p, times in taken):
             continue
@@ -167,13 +169,14 @@ class _Windows:
 
     def __init__(self, x: np.ndarray, sample_rate: float, scs: float) -> None:
         self.x = x
-        self.sample_rate = sample_rate
         self.scs = scs
         self.size = round(sample_rate / scs)
         self.cp = max(1, round(self.size * CP_SHARE))
         self.bin_hz = sample_rate / self.size
+        self.lead = 2 * (1 + CP_SHARE) * sample_rate / scs  # samples from a PSS to its SSS
         # room for the SSS two symbols after the last PSS window
-        self.count = max(0, (len(x) - 3 * self.size - 2 * self.cp) // (HOP_PREFIXES * self.cp) + 1)
+        room = len(x) - round(self.lead) - self.size
+        self.count = max(0, room // (HOP_PREFIXES * self.cp) + 1) if room >= 0 else 0
         self.notch = int(DC_NOTCH_HZ / self.bin_hz)
 
     def spectra(self, starts: np.ndarray, shift: float) -> np.ndarray:
@@ -221,11 +224,10 @@ class _Windows:
         k = round(peak.first_bin - peak.shift) + self.size // 2
         # two symbols on, to the nearest sample; the rest, a fraction of a sample, would turn
         # the SSS's subcarriers against the PSS's by a phase growing across them
-        lead = 2 * (1 + CP_SHARE) * self.sample_rate / self.scs
-        starts = np.array([peak.start, peak.start + round(lead)])
+        starts = np.array([peak.start, peak.start + round(self.lead)])
         y = self.spectra(starts, peak.shift)[:, k : k + PSS_LENGTH]
         channel = y[0] * pss_sequence(peak.n_id2)
-        late = lead - round(lead)
+        late = self.lead - round(self.lead)
         bins = np.arange(k, k + PSS_LENGTH) - self.size // 2 + peak.shift
         z = y[1] * np.exp(2j * np.pi * bins * late / self.size) * np.conj(channel)
         scores = np.abs(_sss_table(peak.n_id2) @ z) ** 2 / max(float(np.sum(np.abs(z) ** 2)),
@@ -233,14 +235,13 @@ class _Windows:
         return int(scores.argmax()), float(scores.max())
 
 
-def _candidates(peaks: list[_Peak], sample_rate: float) -> list[list[_Peak]]:
+def _candidates(peaks: list[_Peak]) -> list[list[_Peak]]:
     """The peaks grouped by SSB (the same N_ID2, spacing and SSB centre within a bin), each
     group strongest first, the groups in order of their strongest."""
     groups: list[list[_Peak]] = []
     for peak in sorted(peaks, key=lambda p: -p.strength):
-        bin_hz = sample_rate / round(sample_rate / peak.scs)
         group = next((g for g in groups if g[0].n_id2 == peak.n_id2 and g[0].scs == peak.scs
-                      and abs(g[0].first_bin - peak.first_bin) * bin_hz <= 0.75 * bin_hz), None)
+                      and abs(g[0].first_bin - peak.first_bin) <= 0.75), None)
         if group is None:
             groups.append([peak])
         else:

@@ -159,8 +159,9 @@ def search_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarray,
     """The LTE cells in a frame's signal spans (:func:`find_frame_cells`) and the NR cells
     whose SSB it holds, in its first ``seconds``."""
     nr: list[NrCell] = []
-    if len(samples) >= MIN_SECONDS * geometry.sample_rate >= MIN_SECONDS * MIN_SAMPLE_RATE:
-        nr = find_nr_cells(samples, geometry.sample_rate, seconds)
+    rate = geometry.sample_rate
+    if rate >= MIN_SAMPLE_RATE and len(samples) >= MIN_SECONDS * rate:
+        nr = find_nr_cells(samples, rate, seconds)
     return FrameCells(tuple(find_frame_cells(samples, geometry, classes, seconds)), tuple(nr))
 
 
