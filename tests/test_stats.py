@@ -101,8 +101,9 @@ def test_nr_cells_once_each_by_pci_and_ssb() -> None:
     stats = RunStats()
     assert stats.to_dict()["nr_cells"] == []
     stats.note_nr_cells([(500, 30e3, 3512.64e6), (1, 30e3, 3426.24e6)])
-    stats.note_nr_cells([(500, 30e3, 3512.641e6), (500, 30e3, 3520.0e6)])  # another SSB
+    # the same SSB half a subcarrier off; the same PCI with another SSB
+    stats.note_nr_cells([(500, 30e3, 3512.655e6), (500, 30e3, 3520.0e6)])
     assert stats.to_dict()["nr_cells"] == [
         {"pci": 1, "scs_hz": 30e3, "ssb_hz": 3426240000},
-        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3512641000},
+        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3512655000},
         {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3520000000}]

@@ -162,10 +162,15 @@ class RunStats:
                 self.lte_cells[key] = (duplex, freq, n_rb or known)
 
     def note_nr_cells(self, cells: list[tuple[int, float, float]]) -> None:
-        """NR cells found, as (PCI, SSB subcarrier spacing, SSB centre in Hz (absolute))."""
+        """NR cells found, as (PCI, SSB subcarrier spacing, SSB centre in Hz (absolute)). A cell
+        found again within a subcarrier of where it was (a search places an SSB to half a
+        subcarrier) is the same cell, at its newest place."""
         with self._lock:
             for pci, scs, freq in cells:
-                self.nr_cells[(pci, round(freq / 1e4))] = (scs, freq)
+                key = next((k for k, (s, f) in self.nr_cells.items()
+                            if k[0] == pci and s == scs and abs(f - freq) <= scs),
+                           (pci, round(freq / 1e4)))
+                self.nr_cells[key] = (scs, freq)
 
     def note_unlogged(self, unconfident: int, narrow: int) -> None:
         """The emissions closed so far that were too unconfident or too narrow to log."""
