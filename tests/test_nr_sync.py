@@ -43,6 +43,7 @@ def test_finds_the_cell_and_places_its_ssb(rate: float, bw: float, scs: float, o
     assert (cell.cell_id, cell.scs) == (777, scs)
     assert cell.ssb_hz == pytest.approx(ssb_centre(offset, bw, scs, rb), abs=scs / 2)
     assert 0 < cell.sss <= 1 and 0 < cell.pss <= 1
+    assert 0 <= cell.seconds < 0.02  # the PSS's window, within the 20 ms searched
 
 
 def test_two_cells_at_the_same_moment_and_no_echo_between() -> None:

@@ -100,11 +100,6 @@ class NrCell:
     sss: float
     seconds: float
 
-    @property
-    def half_band_hz(self) -> float:
-        """Half the band of the SSB's 240 subcarriers."""
-        return SSB_CENTRE * self.scs
-
 
 @dataclass(frozen=True)
 class _Peak:
