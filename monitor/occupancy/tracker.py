@@ -339,16 +339,12 @@ def nr_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
     inside the NR carrier, which the network, seeing no edge, can split into runs of both
     classes), every carrier of that span. An SSB may lie anywhere in its carrier, so it says
     nothing more of the carrier's extent. An SSB outside every carrier (a carrier the network
-    missed) names nothing."""
+    missed) names nothing. (A span cut on both sides is the whole view, and holds every
+    carrier.)"""
     width = classes.shape[1]
-    named = set()
-    spans = occupied_spans(classes != 0) if len(ssbs) else []
-    for ssb in ssbs:
-        named.update(k for k, (_, a, b) in enumerate(found) if a <= ssb < b)
-        for low, high in spans:
-            if low <= ssb < high and low == 0 and high == width:
-                named.update(k for k, (_, a, b) in enumerate(found) if a >= low and b <= high)
-    return named
+    if any(0 <= ssb < width for ssb in ssbs) and occupied_spans(classes != 0) == [(0, width)]:
+        return set(range(len(found)))
+    return {k for k, (_, a, b) in enumerate(found) for ssb in ssbs if a <= ssb < b}
 
 
 def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],

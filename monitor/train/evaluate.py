@@ -603,7 +603,7 @@ def evaluate_captures(
             padded = pad_rows(x, geometry.height)
             prediction = segment(model, padded[None])[0, :rows].cpu().numpy()
             found = search_cells(iq, geometry, prediction)
-            found = FrameCells(tuple(with_known_mibs(list(found.lte), known)), found.nr)
+            found = replace(found, lte=tuple(with_known_mibs(list(found.lte), known)))
             known = [*found.lte, *known]
             for c in found.lte:
                 key = (c.cell_id, c.duplex)
