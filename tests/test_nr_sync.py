@@ -10,6 +10,7 @@ import pytest
 
 from monitor.bandwidths import NR_RB_TABLE
 from monitor.dsp.nr_sync import find_nr_cells
+from monitor.rasters import nearest_sync_raster
 from monitor.sources.files import open_recording
 from monitor.synth.scene import SceneSpec, parse_carrier, render
 
@@ -88,6 +89,7 @@ RECORDED_SSBS = {
     "nr-n1-2157-starhub": (55, 15e3, 2155.25e6),
     "nr-n78-3426-cyberx": (1, 30e3, 3426.24e6),
 }
+RECORDED_GSCNS = {"nr-n78-3502-usrp": 7855, "nr-n1-2157-starhub": 5387, "nr-n78-3426-cyberx": 7795}
 
 
 @pytest.mark.skipif(not CAPTURES.is_dir(), reason="../shared/captures is not here")
@@ -100,6 +102,10 @@ def test_the_recorded_nr_cells(name: str) -> None:
     assert (cell.cell_id, cell.scs) == (pci, scs)
     assert rec.center_freq + cell.ssb_hz == pytest.approx(ssb, abs=scs / 2)
     assert cell.sss > 0.7
+    # on the synchronisation raster (38.104 5.4.3.1), as every SSB: GSCN 7855, 5387, 7795
+    point = nearest_sync_raster(rec.center_freq + cell.ssb_hz)
+    assert point.gscn == RECORDED_GSCNS[name]
+    assert rec.center_freq + cell.ssb_hz == pytest.approx(point.freq_hz, abs=scs / 4)
 
 
 @pytest.mark.skipif(not CAPTURES.is_dir(), reason="../shared/captures is not here")

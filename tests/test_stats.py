@@ -97,13 +97,25 @@ def test_lte_cells_keep_the_bandwidth_a_search_decoded() -> None:
         {"pci": 300, "duplex": "FDD", "freq_hz": 1815301000, "n_rb": 100}]
 
 
-def test_nr_cells_once_each_by_pci_and_ssb() -> None:
-    stats = RunStats()
+def test_nr_cells_once_each_by_pci_and_ssb_with_their_raster_points() -> None:
+    stats = RunStats(center_freq=3.5e9)
     assert stats.to_dict()["nr_cells"] == []
     stats.note_nr_cells([(500, 30e3, 3512.64e6), (1, 30e3, 3426.24e6)])
     # the same SSB half a subcarrier off; the same PCI with another SSB
     stats.note_nr_cells([(500, 30e3, 3512.655e6), (500, 30e3, 3520.0e6)])
     assert stats.to_dict()["nr_cells"] == [
-        {"pci": 1, "scs_hz": 30e3, "ssb_hz": 3426240000},
-        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3512655000},
-        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3520000000}]
+        {"pci": 1, "scs_hz": 30e3, "ssb_hz": 3426240000, "gscn": 7795, "raster_offset_hz": 0,
+         "ssb_arfcn": 628416},
+        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3512655000, "gscn": 7855,
+         "raster_offset_hz": 15000, "ssb_arfcn": 634177},
+        # 3000 + 361 * 1.44 MHz is the nearest point
+        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3520000000, "gscn": 7860,
+         "raster_offset_hz": 160000, "ssb_arfcn": 634667}]
+
+
+def test_nr_cells_have_no_raster_point_where_the_centre_frequency_is_unknown() -> None:
+    stats = RunStats()  # a raw IQ file replayed without --fc: frequencies from the view's centre
+    stats.note_nr_cells([(500, 30e3, 9.84e6)])
+    assert stats.to_dict()["nr_cells"] == [
+        {"pci": 500, "scs_hz": 30e3, "ssb_hz": 9840000, "gscn": None, "raster_offset_hz": None,
+         "ssb_arfcn": None}]

@@ -10,7 +10,10 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``null`` when none was), ``lte_cells`` (every LTE cell found: ``pci``, ``duplex``, centre
 ``freq_hz``, and ``n_rb``, its bandwidth in resource blocks where its MIB decoded, else
 ``null``), ``nr_cells`` (every NR cell found by its SSB: ``pci``, the SSB's subcarrier spacing
-``scs_hz`` and centre ``ssb_hz``) and ``monitor_version``.
+``scs_hz`` and centre ``ssb_hz``; the synchronisation raster point nearest that centre, its
+``gscn`` and the centre's ``raster_offset_hz`` from it, and the centre's NR-ARFCN,
+``ssb_arfcn``: all three ``null`` where the centre frequency is unknown) and
+``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -30,6 +33,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.occupancy.logs import write_file_atomically
+from monitor.rasters import nearest_sync_raster, nr_arfcn
 
 __all__ = ["RunStats", "engine_text"]
 
@@ -224,7 +228,8 @@ class RunStats:
                                "n_rb": n_rb}
                               for (pci, _), (duplex, freq, n_rb) in sorted(
                                   self.lte_cells.items())],
-                "nr_cells": [{"pci": pci, "scs_hz": scs, "ssb_hz": round(freq)}
+                "nr_cells": [{"pci": pci, "scs_hz": scs, "ssb_hz": round(freq),
+                              **self._raster_fields(freq)}
                              for (pci, _), (scs, freq) in sorted(self.nr_cells.items())],
                 "monitor_version": __version__,
             }
@@ -240,6 +245,14 @@ class RunStats:
             DeviceError: if it cannot be written.
         """
         write_file_atomically(path, self.to_json().encode(), "stats file")
+
+    def _raster_fields(self, ssb_hz: float) -> dict[str, int | None]:
+        """An SSB's synchronisation raster point and NR-ARFCN (:mod:`monitor.rasters`); null
+        where the stream's centre frequency, and so the SSB's, is unknown."""
+        point = nearest_sync_raster(ssb_hz) if self.center_freq > 0 else None
+        return {"gscn": point.gscn if point else None,
+                "raster_offset_hz": round(ssb_hz - point.freq_hz) if point else None,
+                "ssb_arfcn": nr_arfcn(ssb_hz) if point else None}
 
     def _update_wall(self) -> None:
         if self._started is not None and not self._stopped:

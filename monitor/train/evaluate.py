@@ -57,6 +57,7 @@ from monitor.occupancy.cells import (
     with_known_mibs,
 )
 from monitor.occupancy.tracker import carrier_classes
+from monitor.rasters import nearest_sync_raster
 from monitor.sources.files import open_recording
 from monitor.synth.truth import CLASS_INDEX, carrier_region, silent_as_noise
 from monitor.train.cards import ModelCard, json_safe
@@ -595,7 +596,7 @@ def evaluate_captures(
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         lte: dict[tuple[int, str], int | None] = {}  # (PCI, duplex): RBs, where a MIB gave them
-        nr: dict[int, float] = {}  # PCI: SSB subcarrier spacing
+        nr: dict[int, tuple[float, float]] = {}  # PCI: SSB subcarrier spacing and centre
         known: list[LteCell] = []  # as the monitor's, a cell keeps a MIB once decoded
         for first_row, rows in spans:
             iq = rec.read(first_row * spr, rows * spr)
@@ -608,7 +609,7 @@ def evaluate_captures(
             for c in found.lte:
                 key = (c.cell_id, c.duplex)
                 lte[key] = lte.get(key) or (c.mib.n_rb if c.mib else None)
-            nr.update((c.cell_id, c.scs) for c in found.nr)
+            nr.update((c.cell_id, (c.scs, rec.center_freq + c.ssb_hz)) for c in found.nr)
             carrier_shown = carrier_classes(prediction, cell_marks(found, geometry))
             counts += torch.bincount(torch.from_numpy(prediction).reshape(-1),
                                      minlength=len(CLASS_NAMES))
@@ -622,9 +623,17 @@ def evaluate_captures(
             served=card.serves(rec.sample_rate),
             cells=[*(f"LTE {pci} ({duplex}, {n_rb} RB)" if n_rb else f"LTE {pci} ({duplex})"
                      for (pci, duplex), n_rb in lte.items()),
-                   *(f"NR {pci} (SSB {scs / 1e3:g} kHz)" for pci, scs in nr.items())],
+                   *(_nr_cell_text(pci, scs, ssb_hz if rec.center_freq > 0 else None)
+                     for pci, (scs, ssb_hz) in nr.items())],
         ))
     return results
+
+
+def _nr_cell_text(pci: int, scs: float, ssb_hz: float | None) -> str:
+    """``NR 500 (SSB 30 kHz, GSCN 7855)``: the GSCN where the SSB's frequency is known."""
+    point = nearest_sync_raster(ssb_hz) if ssb_hz is not None else None
+    raster = f", GSCN {point.gscn}" if point is not None else ""
+    return f"NR {pci} (SSB {scs / 1e3:g} kHz{raster})"
 
 
 def format_report(
@@ -1048,7 +1057,8 @@ def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
         count += f" and {_passed(others, shown=True)} of {len(others)}"
     lines = [f"## Real recordings: {name} ({count})", "",
              "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
-             "NR % of signal | verdict | as shown (carrier classes) | cells (PCI; LTE MIB) |",
+             "NR % of signal | verdict | as shown (carrier classes) | "
+             "cells (PCI; LTE MIB; NR GSCN) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in recs:
         ok, reason = r.verdict()
