@@ -260,3 +260,29 @@ def test_an_nr_cells_ssb_names_the_carrier_that_holds_it() -> None:
     t.update(0, probs, power, carrier_classes(probs.argmax(-1)), CellMarks(nr_ssbs=[110.0]))
     (e,) = t.close_all()
     assert e.label == "NR" and e.confidence == pytest.approx(0.15)
+
+
+def test_an_ssb_names_only_its_part_of_a_carrier_merged_with_an_lte_one() -> None:
+    """Where the network paints an NR carrier and an LTE one beside it as one carrier, an LTE
+    cell found in it says so: the SSB names the columns up to the LTE cell's channel (its MIB),
+    or halfway to its centre; beyond them the carrier keeps its class. The tracker cannot split
+    the emission, so it keeps its class too."""
+    merged = _classes([(1, 40, 200)])
+    shown = carrier_classes(merged, CellMarks(nr_ssbs=[60.0], lte_channels=[(100.0, 180.0)]))
+    assert (shown[:, 40:100] == 2).all() and (shown[:, 100:200] == 1).all()
+    shown = carrier_classes(merged, CellMarks([140.0], REACH, nr_ssbs=[60.0]))
+    assert (shown[:, 40:100] == 2).all() and (shown[:, 100:200] == 1).all()
+    # LTE cells on both sides: the SSB names the columns between them
+    shown = carrier_classes(merged, CellMarks([45.0, 140.0], REACH, nr_ssbs=[60.0]))
+    # halfway, 52.5, is column 52's centre
+    assert (shown[:, 40:52] == 1).all() and (shown[:, 52:100] == 2).all()
+    # a view the network paints whole: the same, on both sides of the SSB
+    whole = _classes([(1, 0, G.width)])
+    shown = carrier_classes(whole, CellMarks(nr_ssbs=[60.0], lte_channels=[(100.0, 180.0)]))
+    assert (shown[:, :100] == 2).all() and (shown[:, 100:] == 1).all()
+    t = _tracker()
+    power = np.full((64, G.width), -60.0, dtype=np.float32)
+    probs = _probs(64, [(1, 40, 200)])
+    t.update(0, probs, power, None, CellMarks([140.0], REACH, nr_ssbs=[60.0]))
+    (e,) = t.close_all()
+    assert e.label == "LTE"

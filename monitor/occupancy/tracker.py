@@ -22,13 +22,14 @@ one emission even where the network wavers between the classes from frame to fra
 cell found in the IQ named one of its carriers (:class:`CellMarks`): an LTE cell's PSS
 (:func:`lte_carriers`) makes it LTE, an NR cell's SSB (:func:`nr_carriers`) NR, its confidence
 still the mean probability of that class (the log's definition), and it is logged whatever that
-is, as the cell outweighs the network. Where an LTE cell's MIB gave its channel, the emission
-is logged with that channel's edges, in view or not. An emission
-whose confidence is under ``min_confidence`` is not returned but counted (:attr:`Tracker.
-unconfident`): where the network paints noise as signal it does so in slivers of mean class
-probability well under a half, which would otherwise fill the log with short emissions. An
-emission's power is the power within its band (pixel powers summed
-across, averaged over its rows), in dBFS. An emission closes once it has not been seen for
+is, as the cell outweighs the network. (An SSB in a carrier that holds an LTE cell too names
+only its part of it, a merger of two carriers by the network: such an emission keeps its class.)
+Where an LTE cell's MIB gave its channel, the emission is logged with that channel's edges, in
+view or not. An emission whose confidence is under ``min_confidence`` is not returned but
+counted (:attr:`Tracker.unconfident`): where the network paints noise as signal it does so in
+slivers of mean class probability well under a half, which would otherwise fill the log with
+short emissions. An emission's power is the power within its band (pixel powers summed across,
+averaged over its rows), in dBFS. An emission closes once it has not been seen for
 ``close_after`` seconds, at a break in the stream (lost samples, a retune), and at the end of
 the run. With ``fit_channels``, an emission wholly in view (a pixel or more of the view beyond
 each of its edges) is given the nominal channel of its class nearest to its painted span
@@ -184,7 +185,8 @@ class Tracker:
         found = carriers(winner)
         named = lte_carriers(winner, found, marks.lte_centres, marks.lte_reach,
                              marks.lte_channels)
-        nr_named = nr_carriers(winner, found, marks.nr_ssbs) - named
+        nr_named = {k for k, columns in nr_carriers(winner, found, marks).items()
+                    if columns == (found[k][1], found[k][2])} - named
         for k, (_, low, high) in enumerate(found):
             on = signal[:, low:high].mean(axis=1) >= 0.5
             if not on.any():
@@ -314,37 +316,72 @@ def carrier_classes(classes: np.ndarray, marks: CellMarks = NO_MARKS) -> np.ndar
     columns, classed by its columns' votes) gives its class to all its signal pixels. Noise
     stays noise, and signal pixels outside every carrier (slivers too narrow or too rare to be
     one) keep their class. Then the carriers an LTE PSS names (:func:`lte_carriers`) are LTE,
-    whatever their columns voted, and those an NR SSB names (:func:`nr_carriers`) NR; and every
-    signal pixel within a channel an LTE MIB gave is LTE: there the cell says where its carrier
-    is, pixel by pixel.
+    whatever their columns voted, and the columns an NR SSB names (:func:`nr_carriers`) NR; and
+    every signal pixel within a channel an LTE MIB gave is LTE: there the cell says where its
+    carrier is, pixel by pixel.
     """
     out = classes.copy()
     found = carriers(classes)
     lte = lte_carriers(classes, found, marks.lte_centres, marks.lte_reach)
-    nr = nr_carriers(classes, found, marks.nr_ssbs) - lte
+    nr = {k: columns for k, columns in nr_carriers(classes, found, marks).items()
+          if k not in lte}
     for k, (cls, low, high) in enumerate(found):
         block = out[:, low:high]
-        block[block != 0] = LTE if k in lte else NR if k in nr else cls
-    for low, high in marks.lte_channels:  # the pixels whose centre lies in the channel
-        block = out[:, max(0, int(np.ceil(low - 0.5))) : max(0, int(np.ceil(high - 0.5)))]
-        block[block != 0] = LTE
+        block[block != 0] = LTE if k in lte else cls
+    for columns in nr.values():
+        _paint(out, columns, NR)
+    for channel in marks.lte_channels:
+        _paint(out, channel, LTE)
     return out
 
 
+def _paint(classes: np.ndarray, columns: tuple[float, float], cls: int) -> None:
+    """Give ``cls`` to the signal pixels whose centre lies in ``columns`` ``[low, high)``."""
+    low, high = (max(0, int(np.ceil(edge - 0.5))) for edge in columns)
+    block = classes[:, low:high]
+    block[block != 0] = cls
+
+
 def nr_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
-                ssbs: Sequence[float]) -> set[int]:
+                marks: CellMarks) -> dict[int, tuple[float, float]]:
     """Which of the carriers ``found`` (:func:`carriers` of ``classes``) an NR cell's SSB
-    centred at one of ``ssbs`` (columns) names (indices): the carrier that holds the SSB's
-    centre, and, where the view cuts the signal span holding it on both sides (the view may lie
-    inside the NR carrier, which the network, seeing no edge, can split into runs of both
-    classes), every carrier of that span. An SSB may lie anywhere in its carrier, so it says
-    nothing more of the carrier's extent. An SSB outside every carrier (a carrier the network
-    missed) names nothing. (A span cut on both sides is the whole view, and holds every
-    carrier.)"""
+    centred at one of ``marks.nr_ssbs`` (columns) names, and its columns ``[low, high)`` that
+    it names: the carrier that holds the SSB's centre, and, where the view cuts the signal span
+    holding it on both sides (the view may lie inside the NR carrier, which the network, seeing
+    no edge, can split into runs of both classes), every carrier of that span. (A span cut on
+    both sides is the whole view, and holds every carrier.)
+
+    An SSB may lie anywhere in its carrier, so it says nothing more of the carrier's extent;
+    but an LTE cell there too (its channel, or its centre where its MIB did not decode) says
+    that the network merged the NR carrier with an LTE one, or that the view is not inside the
+    NR carrier alone: the SSB names the columns up to the LTE channel's edge, or halfway to the
+    LTE centre, on each side. An SSB outside every carrier (a carrier the network missed) names
+    nothing.
+    """
     width = classes.shape[1]
-    if any(0 <= ssb < width for ssb in ssbs) and occupied_spans(classes != 0) == [(0, width)]:
-        return set(range(len(found)))
-    return {k for k, (_, a, b) in enumerate(found) for ssb in ssbs if a <= ssb < b}
+    whole_view = occupied_spans(classes != 0) == [(0, width)]
+    lte = [(c, c, c) for c in marks.lte_centres] + [(lo, hi, (lo + hi) / 2)
+                                                    for lo, hi in marks.lte_channels]
+    named: dict[int, tuple[float, float]] = {}
+    for ssb in marks.nr_ssbs:
+        holding = [(a, b) for _, a, b in found if a <= ssb < b]
+        if whole_view and 0 <= ssb < width:
+            holding = [(0, width)]
+        for a, b in holding:
+            low, high = float(a), float(b)
+            for lo, hi, centre in lte:
+                if hi < a or lo >= b:
+                    continue
+                if centre > ssb:
+                    high = min(high, lo if lo < hi else (ssb + centre) / 2)
+                else:
+                    low = max(low, hi if lo < hi else (centre + ssb) / 2)
+            for k, (_, c, d) in enumerate(found):
+                if max(low, c) < min(high, d):
+                    part = (max(low, float(c)), min(high, float(d)))
+                    known = named.get(k, part)
+                    named[k] = (min(part[0], known[0]), max(part[1], known[1]))
+    return named
 
 
 def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
