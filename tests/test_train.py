@@ -21,7 +21,7 @@ from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import network_input
 from monitor.errors import InputError
 from monitor.synth.dataset import DatasetRequest, generate_dataset
-from monitor.synth.truth import silent_as_noise
+from monitor.synth.truth import carrier_region, silent_as_noise
 from monitor.train.cards import load_checkpoint, make_card, save_checkpoint
 from monitor.train.commands import add_commands
 from monitor.train.data import (
@@ -38,6 +38,7 @@ from monitor.train.evaluate import (
     EvalResult,
     _count_carrier_pixels,
     _count_error_places,
+    _count_missed,
     check_not_training_data,
     evaluate,
     evaluate_captures,
@@ -547,12 +548,48 @@ def test_eval_report_of_two_models_side_by_side(data: dict[str, Path], tmp_path:
     assert sum(v["pixels"] for v in by_carrier.values()) == labelled
     assert all(0 <= v["called_class"] <= v["called_signal"] <= 1 for v in by_carrier.values())
     assert "## Carrier pixels by the carrier's SNR" in text
+    missed = metrics["models"]["w8"]["missed_carriers"]
+    assert missed["all"]["pixel_share"] == pytest.approx(1.0)
+    assert missed["idle"]["carriers"] <= missed["missed"]["carriers"] <= missed["all"]["carriers"]
+    painted = metrics["models"]["w8"]["miou_missed_painted"]
+    assert painted["none"] == pytest.approx(metrics["models"]["w8"]["pixels"]["miou"])
+    assert painted["none"] <= painted["sent"] + 1e-9 and "## Carriers missed" in text
     by_rate = metrics["models"]["w8"]["by_rate"]
     assert [v["frames"] for v in by_rate.values()] == [2]
     assert 0.0 <= next(iter(by_rate.values()))["false_alarm"] <= 1.0
     assert (tmp_path / "report" / "miou_vs_snr.png").stat().st_size > 0
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 0
     assert (tmp_path / "report" / "errors.png").stat().st_size > 0 and "(errors.png)" in text
+
+
+def test_carriers_missed_whole_and_what_finding_them_is_worth() -> None:
+    """A carrier under a tenth of whose pixels are called signal is missed; painting it, where
+    it sent in more than an idle cell's share of them, gives what finding it would be worth."""
+    geometry = Geometry.for_rate(RATE)
+    carriers = [{"label": "LTE", "freq_low_hz": -0.4 * RATE, "freq_high_hz": -0.2 * RATE},
+                {"label": "NR", "freq_low_hz": 0.1 * RATE, "freq_high_hz": 0.3 * RATE}]
+    for c in carriers:
+        c.update(start_sample=0, sample_count=10**9)
+    meta = {"sample_rate": RATE, "carriers": carriers}
+    truth = np.zeros((geometry.height, geometry.width), np.int64)
+    for c, cls in zip(carriers, (LTE, NR), strict=True):
+        truth[carrier_region(c, geometry)] = cls
+    pred = np.where(truth == LTE, LTE, 0)  # the NR carrier missed
+    pred[:10][truth[:10] == NR] = NR  # a few rows of it: under a tenth
+    for sent_share, idle in ((0.5, False), (0.01, True)):
+        energy = np.where(truth == LTE, LTE, 0).astype(np.uint8)
+        nr_rows = np.flatnonzero((truth == NR).any(axis=1))
+        some = nr_rows[: round(sent_share * nr_rows.size)]
+        energy[some] = np.where(truth[some] == NR, NR, energy[some])
+        result = EvalResult("m", make_card("prmnet_w8", {}, [RATE]))
+        _count_missed(result, energy, pred, truth, meta, geometry)
+        nr_pixels = int((truth == NR).sum())
+        assert result.missed["all"] == [2, int((truth != 0).sum())]
+        assert result.missed["missed"] == [1, nr_pixels]
+        assert result.missed["idle"] == ([1, nr_pixels] if idle else [0, 0])
+        miou = {k: m.summary()["miou"] for k, m in result.missed_painted.items()}
+        assert miou["none"] < 0.9 and miou["all"] == pytest.approx(1.0)
+        assert miou["sent"] == pytest.approx(miou["none"] if idle else 1.0)
 
 
 def test_worst_frames_gallery(data: dict[str, Path], tmp_path: Path) -> None:

@@ -106,6 +106,11 @@ EDGE_PIXELS = 3
 REACH_SHARES = (0.0, 0.01, 0.02, 0.05, 0.1)
 """Shares of a carrier's channel (while it is on) it sent in, at or under which the report's
 table of what a receiver can reach counts the carrier as beyond any receiver."""
+MISSED_SHARE = 0.1
+"""A carrier is missed when fewer than this share of its labelled pixels are called signal."""
+IDLE_SHARE = 0.02
+"""A missed carrier that sent in at most this share of its labelled pixels is idle (an idle NR
+cell's SSBs fill 1-2 % of its channel) or silent: no receiver finds its channel."""
 ERROR_PLACES = (
     "signal called noise, sent",
     "signal called noise, little or nothing sent",
@@ -163,6 +168,12 @@ class EvalResult:
         carriers: carrier-level counts.
         carrier_pixels: per SNR bin of the carriers' own SNR, their labelled pixels, and of
             those the ones called signal and the ones called the carrier's class.
+        missed: on the frames with an energy mask, carriers (and their labelled pixels): all,
+            missed (:data:`MISSED_SHARE`), and of those the idle ones (:data:`IDLE_SHARE`).
+        missed_painted: on the same frames, pixel counts of the classes as they are, with every
+            missed carrier that sent more than an idle one painted its class (its labelled
+            pixels), and with every missed carrier painted: what finding the carriers wholly
+            missed would be worth.
         frame_snrs: frame index -> its strongest carrier's SNR, for the frames at
             :data:`~monitor.train.gallery.MIN_SNR_DB` or more (the gallery's candidates).
         frame_mious: frame index -> its mean IoU, for the same frames.
@@ -196,6 +207,10 @@ class EvalResult:
     error_places: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_PLACES, 0))
     carriers: CarrierCounts = field(default_factory=CarrierCounts)
     carrier_pixels: dict[str, list[int]] = field(default_factory=dict)
+    missed: dict[str, list[int]] = field(
+        default_factory=lambda: {kind: [0, 0] for kind in ("all", "missed", "idle")})
+    missed_painted: dict[str, ConfusionMatrix] = field(
+        default_factory=lambda: {kind: ConfusionMatrix() for kind in ("none", "sent", "all")})
     frame_snrs: dict[int, float] = field(default_factory=dict)
     frame_mious: dict[int, float] = field(default_factory=dict)
     seconds_per_frame: float = float("nan")
@@ -251,6 +266,12 @@ class EvalResult:
                 name: {"pixels": c[0], "called_signal": c[1] / c[0], "called_class": c[2] / c[0]}
                 for name in SNR_BINS if (c := self.carrier_pixels.get(name))},
             "error_places": self.error_shares() if self.signal_pixels else None,
+            "missed_carriers": {
+                kind: {"carriers": n, "pixel_share": px / self.signal_pixels}
+                for kind, (n, px) in self.missed.items()} if self.signal_pixels else None,
+            "miou_missed_painted": {kind: m.summary()["miou"]
+                                    for kind, m in self.missed_painted.items()}
+            if self.signal_pixels else None,
             "carriers": self.carriers.summary(),
             "by_snr": by_snr,
             "by_view": by_view,
@@ -560,6 +581,34 @@ def _count_as_sent(result: EvalResult, energy: np.ndarray | None, pred: torch.Te
     result.signal_pixels += int((truth != 0).sum())
     _count_error_places(result, torch.from_numpy(energy != 0), pred, truth)
     result.silent_pixels += int(((truth != 0) & (seen == 0)).sum())
+    _count_missed(result, energy, pred.numpy(), truth.numpy(), meta, geometry)
+
+
+def _count_missed(result: EvalResult, energy: np.ndarray, pred: np.ndarray, truth: np.ndarray,
+                  meta: dict[str, Any], geometry: Geometry) -> None:
+    """Count a frame's carriers that the classes miss (fewer than :data:`MISSED_SHARE` of their
+    labelled pixels called signal), and its classes with those carriers painted."""
+    painted = {kind: pred.copy() for kind in result.missed_painted}
+    for carrier in meta["carriers"]:
+        cls = CLASS_INDEX[carrier["label"]]
+        region = carrier_region(carrier, geometry)
+        own = truth[region] == cls
+        n = int(own.sum())
+        if n == 0:
+            continue
+        kinds = ["all"]
+        if (pred[region][own] != 0).mean() < MISSED_SHARE:
+            idle = (energy[region][own] != 0).mean() <= IDLE_SHARE
+            kinds += ["missed", "idle"] if idle else ["missed"]
+            for kind in ("all",) if idle else ("sent", "all"):  # "none" keeps the classes
+                block = painted[kind][region]
+                block[own] = cls
+                painted[kind][region] = block
+        for kind in kinds:
+            result.missed[kind][0] += 1
+            result.missed[kind][1] += n
+    for kind, matrix in result.missed_painted.items():
+        matrix.update(torch.from_numpy(painted[kind])[None], torch.from_numpy(truth)[None])
 
 
 def evaluate_captures(
@@ -650,7 +699,8 @@ def format_report(
         lines += [f"Test data: {data}.", ""]
     if results:
         lines += _models_table(results) + _pixel_table(results) + _carrier_table(results)
-        lines += _snr_table(results) + _carrier_snr_table(results) + _view_table(results)
+        lines += (_snr_table(results) + _carrier_snr_table(results) + _missed_table(results)
+                  + _view_table(results))
         lines += _rate_table(results)
         lines += _error_table([r for r in results if r.signal_pixels])
         lines += _confusion_tables(results)
@@ -921,6 +971,33 @@ def _reach_table(results: Sequence[EvalResult]) -> list[str]:
               "mask) would score "
               f"{_pct(widest.energy_painted.summary()['miou'])} %: the labels ask for whole "
               "channels, not for what is seen of them."]
+    return [*lines, ""]
+
+
+def _missed_table(results: Sequence[EvalResult]) -> list[str]:
+    """The carriers each model misses whole, and what finding them would be worth."""
+    measured = [r for r in results if r.signal_pixels]
+    if not measured:
+        return []
+    lines = ["## Carriers missed (%)", "",
+             f"A carrier is missed when under {100 * MISSED_SHARE:g} % of its labelled pixels "
+             f"are called signal; idle when it sent in at most {100 * IDLE_SHARE:g} % of them "
+             "(silent, or an idle NR cell's SSBs), so that no receiver can find its channel. "
+             "Then the mean IoU with the missed carriers that sent more painted their class, "
+             "as a receiver that found them whole would paint them, and with every missed "
+             "carrier painted.", "",
+             "| model | carriers missed | their share of signal | of which idle | their share "
+             "| mean IoU | missed that sent painted | every missed painted |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in measured:
+        (total, _), (missed, missed_px), (idle, idle_px) = (
+            r.missed[k] for k in ("all", "missed", "idle"))
+        lines.append(
+            f"| {r.name} | {missed} of {total} | {_pct(missed_px / r.signal_pixels)} | {idle} | "
+            f"{_pct(idle_px / r.signal_pixels)} | "
+            f"{_pct(r.missed_painted['none'].summary()['miou'])} | "
+            f"{_pct(r.missed_painted['sent'].summary()['miou'])} | "
+            f"{_pct(r.missed_painted['all'].summary()['miou'])} |")
     return [*lines, ""]
 
 
