@@ -360,28 +360,38 @@ def nr_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
     """
     width = classes.shape[1]
     whole_view = occupied_spans(classes != 0) == [(0, width)]
-    lte = [(c, c, c) for c in marks.lte_centres] + [(lo, hi, (lo + hi) / 2)
-                                                    for lo, hi in marks.lte_channels]
     named: dict[int, tuple[float, float]] = {}
     for ssb in marks.nr_ssbs:
         holding = [(a, b) for _, a, b in found if a <= ssb < b]
         if whole_view and 0 <= ssb < width:
             holding = [(0, width)]
         for a, b in holding:
-            low, high = float(a), float(b)
-            for lo, hi, centre in lte:
-                if hi < a or lo >= b:
-                    continue
-                if centre > ssb:
-                    high = min(high, lo if lo < hi else (ssb + centre) / 2)
-                else:
-                    low = max(low, hi if lo < hi else (centre + ssb) / 2)
+            low, high = _ssb_side(float(a), float(b), ssb, marks)
             for k, (_, c, d) in enumerate(found):
                 if max(low, c) < min(high, d):
                     part = (max(low, float(c)), min(high, float(d)))
                     known = named.get(k, part)
                     named[k] = (min(part[0], known[0]), max(part[1], known[1]))
     return named
+
+
+def _ssb_side(low: float, high: float, ssb: float, marks: CellMarks) -> tuple[float, float]:
+    """Columns ``[low, high)`` cut to the side of an SSB at ``ssb`` of every LTE cell within
+    them: at the edge of a channel its MIB gave, halfway to its centre where the MIB did not
+    decode."""
+    for centre in marks.lte_centres:
+        if low <= centre < high:
+            if centre > ssb:
+                high = (ssb + centre) / 2
+            else:
+                low = (centre + ssb) / 2
+    for lo, hi in marks.lte_channels:
+        if low <= hi and lo < high:
+            if (lo + hi) / 2 > ssb:
+                high = min(high, lo)
+            else:
+                low = max(low, hi)
+    return low, high
 
 
 def lte_carriers(classes: np.ndarray, found: Sequence[tuple[int, int, int]],
