@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -528,17 +528,24 @@ def _tally(groups: dict[str, ConfusionMatrix], frames: dict[str, int], key: str,
     frames[key] = frames.get(key, 0) + 1
 
 
-def _count_carrier_pixels(result: EvalResult, pred: np.ndarray, truth: np.ndarray,
-                          meta: dict[str, Any], geometry: Geometry) -> None:
-    """Count each carrier's labelled pixels, and those called signal and its class, in the
-    bin of its own SNR."""
+def _labelled_carriers(meta: dict[str, Any], truth: np.ndarray, geometry: Geometry
+                       ) -> Iterator[tuple[dict[str, Any], int, Any, np.ndarray]]:
+    """A frame's carriers that own labelled pixels: each with its class, its region
+    (:func:`~monitor.synth.truth.carrier_region`) and where in it the truth is its class."""
     for carrier in meta["carriers"]:
         cls = CLASS_INDEX[carrier["label"]]
         region = carrier_region(carrier, geometry)
         own = truth[region] == cls
+        if own.any():
+            yield carrier, cls, region, own
+
+
+def _count_carrier_pixels(result: EvalResult, pred: np.ndarray, truth: np.ndarray,
+                          meta: dict[str, Any], geometry: Geometry) -> None:
+    """Count each carrier's labelled pixels, and those called signal and its class, in the
+    bin of its own SNR."""
+    for carrier, cls, region, own in _labelled_carriers(meta, truth, geometry):
         n = int(own.sum())
-        if n == 0:
-            continue
         called = pred[region][own]
         counts = result.carrier_pixels.setdefault(snr_bin(carrier["snr_db"]), [0, 0, 0])
         counts[0] += n
@@ -589,13 +596,8 @@ def _count_missed(result: EvalResult, energy: np.ndarray, pred: np.ndarray, trut
     """Count a frame's carriers that the classes miss (fewer than :data:`MISSED_SHARE` of their
     labelled pixels called signal), and its classes with those carriers painted."""
     painted = {kind: pred.copy() for kind in result.missed_painted}
-    for carrier in meta["carriers"]:
-        cls = CLASS_INDEX[carrier["label"]]
-        region = carrier_region(carrier, geometry)
-        own = truth[region] == cls
+    for _, cls, region, own in _labelled_carriers(meta, truth, geometry):
         n = int(own.sum())
-        if n == 0:
-            continue
         kinds = ["all"]
         if (pred[region][own] != 0).mean() < MISSED_SHARE:
             idle = (energy[region][own] != 0).mean() <= IDLE_SHARE
