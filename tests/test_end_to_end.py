@@ -175,8 +175,8 @@ def _captures() -> list:
 #: The LTE cells truth.json's notes say were decoded from the recordings.
 DECODED_CELLS = {"lte-fdd-1860-rtlsdr": {142, 86}, "lte-tdd-2585-rtlsdr": {66, 67, 68},
                  "lte-2645-rtlsdr": {21, 22}}
-#: The NR cells of the recordings (truth.json's PCI 500; the others' PCIs as found): PCI, and
-#: the GSCN of the SSB, which lies on the synchronisation raster.
+#: The NR cells of the recordings (truth.json's PCI 500; the others' PCIs as found): PCI, the
+#: GSCN of its SSB, and the SSB's offset from that raster point (none: it lies on the raster).
 NR_CELLS = {"nr-n78-3502-usrp": [(500, 7855, 0)], "nr-n1-2157-starhub": [(55, 5387, 0)],
             "nr-n78-3426-cyberx": [(1, 7795, 0)]}
 #: The recordings whose cell's MIB the monitor's one search decodes: 20 MHz carriers.
