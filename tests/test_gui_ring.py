@@ -14,6 +14,7 @@ from monitor.gui.ring import View, WaterfallRing
 from monitor.occupancy.cells import FrameCells
 from monitor.occupancy.tracker import StreamClock, Tracker
 from monitor.processing import FrameResult
+from monitor.rasters import nearest_sync_raster
 from monitor.synth.bch import Mib
 
 G = Geometry.for_rate(19.2e6)
@@ -124,6 +125,12 @@ def test_a_label_names_the_cells_in_its_carrier() -> None:
     ssb = NrCell(view.low_edge_hz + 200.5 * G.pixel_hz - FC, 500, 30e3, 0.9, 0.9, 0.0)
     labels = carrier_labels(classes, view, True, FrameCells(tuple(cells), (ssb,)))
     assert [c.cells for c in labels] == [(86,), (500,)]
+    point = nearest_sync_raster(FC + ssb.ssb_hz)  # the SSB's synchronisation raster point
+    assert labels[1].gscns == (point.gscn,)
+    assert labels[1].text(G.pixel_hz).endswith(f", PCI 500, GSCN {point.gscn}")
+    # a view whose centre frequency is unknown (a raw file without --fc): no raster point
+    unknown = View(0.0, G.sample_rate, G.width, SPR)
+    labels = carrier_labels(classes, unknown, True, FrameCells(tuple(cells), (ssb,)))
     assert labels[1].text(G.pixel_hz).endswith(", PCI 500")
     # with the cell's MIB, the label is the cell's channel, also beyond the view
     cells[0] = LteCell(inside, 86, "FDD", 0.5, 0.3, Mib(100), 2)

@@ -5,8 +5,9 @@ The carriers are found exactly as the tracker finds a chunk's carriers
 nominal 3GPP channel nearest to a carrier wholly in view; no label for a sliver too narrow to be
 a carrier; the painted pixels with ``--raw-edges``), so a label and the log agree on class and
 edges. A carrier that holds an LTE cell's centre or an NR cell's SSB (:mod:`monitor.occupancy.
-cells`) is labelled with the cell's identity too, and where an LTE cell's MIB gave its
-bandwidth, the label's edges are its channel's, in view or not.
+cells`) is labelled with the cell's identity too (and an SSB with its GSCN, where the view's
+centre frequency is known), and where an LTE cell's MIB gave its bandwidth, the label's edges
+are its channel's, in view or not.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from monitor.gui.ring import View
 from monitor.occupancy.cells import NO_CELLS, FrameCells
 from monitor.occupancy.channels import channel_edges, wholly_in_view
 from monitor.occupancy.tracker import LABELS, carriers
+from monitor.rasters import nearest_sync_raster
 
 __all__ = ["CarrierLabel", "carrier_labels"]
 
@@ -33,12 +35,15 @@ class CarrierLabel:
         low_hz, high_hz: its edges, absolute RF frequency.
         cells: the physical cell identities of the LTE cells centred in it and of the NR cells
             whose SSB it holds.
+        gscns: the synchronisation raster points (:mod:`monitor.rasters`) of those SSBs, where
+            the view's centre frequency is known.
     """
 
     cls: int
     low_hz: float
     high_hz: float
     cells: tuple[int, ...] = ()
+    gscns: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -54,12 +59,14 @@ class CarrierLabel:
 
     def text(self, pixel_hz: float) -> str:
         """``NR 20.0 MHz @ 1860.0 MHz``, the centre to the precision of a pixel; ``, PCI 86``
-        after it for a carrier with a cell."""
+        after it for a carrier with a cell, and ``, GSCN 7855`` for one with an NR cell's SSB."""
         decimals = max(1, math.ceil(-math.log10(pixel_hz / 1e6))) if pixel_hz > 0 else 1
         bandwidth = (f"{self.bandwidth_hz / 1e6:.1f} MHz" if self.bandwidth_hz >= 1e6
                      else f"{self.bandwidth_hz / 1e3:.0f} kHz")
         cells = f", PCI {', '.join(map(str, self.cells))}" if self.cells else ""
-        return f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz{cells}"
+        gscns = f", GSCN {', '.join(map(str, self.gscns))}" if self.gscns else ""
+        return (f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz"
+                f"{cells}{gscns}")
 
 
 def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
@@ -78,8 +85,12 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
         low_hz, high_hz = (view.low_edge_hz + low * view.pixel_hz,
                            view.low_edge_hz + high * view.pixel_hz)
         held = [c for c in cells.lte if low_hz <= view.center_freq + c.centre_hz < high_hz]
+        ssbs = [view.center_freq + c.ssb_hz for c in cells.nr]
         ids = tuple(c.cell_id for c in held) + tuple(
-            c.cell_id for c in cells.nr if low_hz <= view.center_freq + c.ssb_hz < high_hz)
+            c.cell_id for c, ssb in zip(cells.nr, ssbs, strict=True) if low_hz <= ssb < high_hz)
+        points = [nearest_sync_raster(ssb) for ssb in ssbs
+                  if low_hz <= ssb < high_hz and view.center_freq > 0]
+        gscns = tuple(p.gscn for p in points if p is not None)
         edges: tuple[float, float] | None = (low_hz, high_hz)
         known = [c for c in held if c.channel_hz is not None]
         if known:
@@ -89,5 +100,5 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
             edges = channel_edges(LABELS[cls], low_hz, high_hz,
                                   wholly_in_view(low, high, classes.shape[1]))
         if edges is not None:
-            out.append(CarrierLabel(cls, *edges, ids))
+            out.append(CarrierLabel(cls, *edges, ids, gscns))
     return out
