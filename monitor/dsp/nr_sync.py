@@ -171,7 +171,7 @@ class _Windows:
         self.lead = 2 * (1 + CP_SHARE) * sample_rate / scs  # samples from a PSS to its SSS
         # room for the SSS two symbols after the last PSS window
         room = len(x) - round(self.lead) - self.size
-        self.count = max(0, room // (HOP_PREFIXES * self.cp) + 1) if room >= 0 else 0
+        self.count = room // (HOP_PREFIXES * self.cp) + 1 if room >= 0 else 0
         self.notch = int(DC_NOTCH_HZ / self.bin_hz)
 
     def spectra(self, starts: np.ndarray, shift: float) -> np.ndarray:

@@ -85,11 +85,10 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
         low_hz, high_hz = (view.low_edge_hz + low * view.pixel_hz,
                            view.low_edge_hz + high * view.pixel_hz)
         held = [c for c in cells.lte if low_hz <= view.center_freq + c.centre_hz < high_hz]
-        ssbs = [view.center_freq + c.ssb_hz for c in cells.nr]
-        ids = tuple(c.cell_id for c in held) + tuple(
-            c.cell_id for c, ssb in zip(cells.nr, ssbs, strict=True) if low_hz <= ssb < high_hz)
-        points = [nearest_sync_raster(ssb) for ssb in ssbs
-                  if low_hz <= ssb < high_hz and view.center_freq > 0]
+        ssbs = [(c.cell_id, view.center_freq + c.ssb_hz) for c in cells.nr
+                if low_hz <= view.center_freq + c.ssb_hz < high_hz]
+        ids = tuple(c.cell_id for c in held) + tuple(pci for pci, _ in ssbs)
+        points = [nearest_sync_raster(ssb) for _, ssb in ssbs] if view.center_freq > 0 else []
         gscns = tuple(p.gscn for p in points if p is not None)
         edges: tuple[float, float] | None = (low_hz, high_hz)
         known = [c for c in held if c.channel_hz is not None]
