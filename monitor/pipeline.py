@@ -169,8 +169,8 @@ class Pipeline:
             if cells != held:  # a search's or a retune's, not every frame's
                 self.stats.note_lte_cells([(c.cell_id, c.duplex, centre + c.centre_hz,
                                             c.mib.n_rb if c.mib else None) for c in cells.lte])
-                self.stats.note_nr_cells([(c.cell_id, c.scs, centre + c.ssb_hz)
-                                          for c in cells.nr])
+                self.stats.note_nr_cells([(c.cell_id, c.scs, centre + c.ssb_hz,
+                                           c.pbch.mib if c.pbch else None) for c in cells.nr])
             if self.on_frame is not None:
                 self.on_frame(self.latest)
         return emissions

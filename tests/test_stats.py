@@ -10,6 +10,7 @@ import pytest
 
 from monitor.errors import DeviceError
 from monitor.occupancy.stats import RunStats
+from monitor.synth.nr_bch import NrMib
 
 CONTRACT = ("samples_in", "samples_dropped", "frames", "frames_segmented", "wall_seconds",
             "realtime_factor", "engine", "precision", "compute_device", "model")
@@ -97,25 +98,30 @@ def test_lte_cells_keep_the_bandwidth_a_search_decoded() -> None:
         {"pci": 300, "duplex": "FDD", "freq_hz": 1815301000, "n_rb": 100}]
 
 
-def test_nr_cells_once_each_by_pci_and_ssb_with_their_raster_points() -> None:
+def test_nr_cells_once_each_by_pci_and_ssb_with_their_raster_points_and_mib() -> None:
     stats = RunStats(center_freq=3.5e9)
     assert stats.to_dict()["nr_cells"] == []
-    stats.note_nr_cells([(500, 30e3, 3512.64e6), (1, 30e3, 3426.24e6)])
-    # the same SSB half a subcarrier off; the same PCI with another SSB
-    stats.note_nr_cells([(500, 30e3, 3512.655e6), (500, 30e3, 3520.0e6)])
+    barred = NrMib(sfn=978, k_ssb=31, cell_barred=True)
+    stats.note_nr_cells([(500, 30e3, 3512.64e6, barred), (1, 30e3, 3426.24e6, None)])
+    # the same SSB half a subcarrier off, its MIB not decoded this time; the same PCI with
+    # another SSB
+    stats.note_nr_cells([(500, 30e3, 3512.655e6, None), (500, 30e3, 3520.0e6, None)])
     assert stats.to_dict()["nr_cells"] == [
         {"pci": 1, "scs_hz": 30e3, "ssb_hz": 3426240000, "gscn": 7795, "raster_offset_hz": 0,
-         "ssb_arfcn": 628416},
+         "ssb_arfcn": 628416, "mib": None},
         {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3512655000, "gscn": 7855,
-         "raster_offset_hz": 15000, "ssb_arfcn": 634177},
+         "raster_offset_hz": 15000, "ssb_arfcn": 634177,
+         "mib": {"sib1": False, "cell_barred": True, "intra_freq_reselection": True,
+                 "scs_common_hz": 15e3, "k_ssb": 31, "coreset_zero": 0, "search_space_zero": 0,
+                 "dmrs_type_a_position": 2}},
         # 3000 + 361 * 1.44 MHz is the nearest point
         {"pci": 500, "scs_hz": 30e3, "ssb_hz": 3520000000, "gscn": 7860,
-         "raster_offset_hz": 160000, "ssb_arfcn": 634667}]
+         "raster_offset_hz": 160000, "ssb_arfcn": 634667, "mib": None}]
 
 
 def test_nr_cells_have_no_raster_point_where_the_centre_frequency_is_unknown() -> None:
     stats = RunStats()  # a raw IQ file replayed without --fc: frequencies from the view's centre
-    stats.note_nr_cells([(500, 30e3, 9.84e6)])
+    stats.note_nr_cells([(500, 30e3, 9.84e6, None)])
     assert stats.to_dict()["nr_cells"] == [
         {"pci": 500, "scs_hz": 30e3, "ssb_hz": 9840000, "gscn": None, "raster_offset_hz": None,
-         "ssb_arfcn": None}]
+         "ssb_arfcn": None, "mib": None}]

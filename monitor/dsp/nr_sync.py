@@ -32,6 +32,10 @@ PSS. Beside a strong PSS, windows and bins a little off it correlate too (the m-
 partial correlations): a candidate that overlaps a declared cell's PSS in time and band is not
 tried.
 
+A cell's PBCH, in the same SSB, gives its MIB (:mod:`monitor.dsp.nr_mib`): the CRC confirms the
+cell, and the MIB says whether it is barred and whether it has a SIB1 (one without serves only
+beside another cell, as in EN-DC).
+
 The SSB's place in the carrier is the operator's choice (38.101-1 5.4.3: on the synchronisation
 raster, anywhere in the channel), so an SSB names the carrier that holds it, not the carrier's
 width.
@@ -46,6 +50,7 @@ import numpy as np
 import scipy.fft
 
 from monitor.dsp.lte_sync import DC_NOTCH_HZ
+from monitor.dsp.nr_mib import NrPbch, decode_nr_mib
 from monitor.synth.nr import pss_sequence, sss_sequence
 
 __all__ = ["FALSE_ALARM", "MIN_SAMPLE_RATE", "MIN_SECONDS", "SSB_SCS_HZ", "NrCell",
@@ -91,6 +96,8 @@ class NrCell:
         scs: the SSB's subcarrier spacing, Hz.
         pss, sss: their normalised correlations, 0-1.
         seconds: when (the PSS's window), from the first sample searched.
+        pbch: its PBCH decoded (the MIB, :mod:`monitor.dsp.nr_mib`); None where no CRC
+            checked.
     """
 
     ssb_hz: float
@@ -99,6 +106,7 @@ class NrCell:
     pss: float
     sss: float
     seconds: float
+    pbch: NrPbch | None = None
 
 
 @dataclass(frozen=True)
@@ -150,11 +158,12 @@ def find_nr_cells(samples: np.ndarray, sample_rate: float,
         n_id1, sss = windows[best.scs].sss(best)
         if sss > max(sss_limit, SSS_SHARE * best.strength):
             taken.append((best, [p.start for p in group]))
-            cells.append(NrCell(
-                ssb_hz=best.first_bin * windows[best.scs].bin_hz
-                + (SSB_CENTRE - PSS_FIRST) * best.scs,
-                cell_id=3 * n_id1 + best.n_id2, scs=best.scs, pss=best.strength, sss=sss,
-                seconds=best.start / sample_rate))
+            ssb_hz = (best.first_bin * windows[best.scs].bin_hz
+                      + (SSB_CENTRE - PSS_FIRST) * best.scs)
+            cell_id, seconds = 3 * n_id1 + best.n_id2, best.start / sample_rate
+            cells.append(NrCell(ssb_hz, cell_id, best.scs, best.strength, sss, seconds,
+                                decode_nr_mib(x, sample_rate, ssb_hz, best.scs, cell_id,
+                                              seconds)))
     return cells
 
 

@@ -12,8 +12,11 @@ The JSON holds the contract's fields first (``../shared/DESIGN.md``): ``samples_
 ``null``), ``nr_cells`` (every NR cell found by its SSB: ``pci``, the SSB's subcarrier spacing
 ``scs_hz`` and centre ``ssb_hz``; the synchronisation raster point nearest that centre, its
 ``gscn`` and the centre's ``raster_offset_hz`` from it, and the centre's NR-ARFCN,
-``ssb_arfcn``: all three ``null`` where the centre frequency is unknown) and
-``monitor_version``.
+``ssb_arfcn``: all three ``null`` where the centre frequency is unknown; and ``mib``, where its
+PBCH decoded, else ``null``: ``sib1`` (whether the cell has a CORESET#0, so a SIB1: a cell without
+one serves only beside another, as in EN-DC), ``cell_barred``, ``intra_freq_reselection``,
+``scs_common_hz``, ``k_ssb``, ``coreset_zero``, ``search_space_zero`` and
+``dmrs_type_a_position``) and ``monitor_version``.
 
 Threads: the ``count_*`` and ``note_*`` methods take a lock, so the reader thread (blocks, drops,
 queue depth) and the processing thread (frames, emissions) may count at once; set the descriptive
@@ -34,6 +37,7 @@ from typing import Any
 from monitor import __version__
 from monitor.occupancy.logs import write_file_atomically
 from monitor.rasters import nearest_sync_raster, nr_arfcn
+from monitor.synth.nr_bch import NrMib
 
 __all__ = ["RunStats", "engine_text"]
 
@@ -77,7 +81,7 @@ class RunStats:
         lte_cells: the LTE cells found, by (PCI, centre to the nearest 10 kHz): (duplex,
             centre in Hz, resource blocks or None).
         nr_cells: the NR cells found, by (PCI, SSB centre to the nearest 10 kHz): (subcarrier
-            spacing, SSB centre in Hz).
+            spacing, SSB centre in Hz, MIB or None).
         wall_seconds: wall-clock seconds from :meth:`start` to :meth:`stop` (so far, before
             :meth:`stop`).
     """
@@ -102,7 +106,8 @@ class RunStats:
     emissions_narrow: int = 0
     lte_cells: dict[tuple[int, int], tuple[str, float, int | None]] = field(
         default_factory=dict)
-    nr_cells: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
+    nr_cells: dict[tuple[int, int], tuple[float, float, NrMib | None]] = field(
+        default_factory=dict)
     queue_high_water: int = 0
     wall_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -165,16 +170,18 @@ class RunStats:
                 known = self.lte_cells[key][2] if key in self.lte_cells else None
                 self.lte_cells[key] = (duplex, freq, n_rb or known)
 
-    def note_nr_cells(self, cells: list[tuple[int, float, float]]) -> None:
-        """NR cells found, as (PCI, SSB subcarrier spacing, SSB centre in Hz (absolute)). A cell
-        found again within a subcarrier of where it was (a search places an SSB to half a
-        subcarrier) is the same cell, at its newest place."""
+    def note_nr_cells(self, cells: list[tuple[int, float, float, NrMib | None]]) -> None:
+        """NR cells found, as (PCI, SSB subcarrier spacing, SSB centre in Hz (absolute), MIB or
+        None where it did not decode). A cell found again within a subcarrier of where it was (a
+        search places an SSB to half a subcarrier) is the same cell, at its newest place; it
+        keeps the MIB an earlier search decoded where a later one could not."""
         with self._lock:
-            for pci, scs, freq in cells:
-                key = next((k for k, (s, f) in self.nr_cells.items()
+            for pci, scs, freq, mib in cells:
+                key = next((k for k, (s, f, _) in self.nr_cells.items()
                             if k[0] == pci and s == scs and abs(f - freq) <= scs),
                            (pci, round(freq / 1e4)))
-                self.nr_cells[key] = (scs, freq)
+                known = self.nr_cells[key][2] if key in self.nr_cells else None
+                self.nr_cells[key] = (scs, freq, mib or known)
 
     def note_unlogged(self, unconfident: int, narrow: int) -> None:
         """The emissions closed so far that were too unconfident or too narrow to log."""
@@ -229,8 +236,8 @@ class RunStats:
                               for (pci, _), (duplex, freq, n_rb) in sorted(
                                   self.lte_cells.items())],
                 "nr_cells": [{"pci": pci, "scs_hz": scs, "ssb_hz": round(freq),
-                              **self._raster_fields(freq)}
-                             for (pci, _), (scs, freq) in sorted(self.nr_cells.items())],
+                              **self._raster_fields(freq), "mib": _mib_fields(mib)}
+                             for (pci, _), (scs, freq, mib) in sorted(self.nr_cells.items())],
                 "monitor_version": __version__,
             }
 
@@ -257,6 +264,17 @@ class RunStats:
     def _update_wall(self) -> None:
         if self._started is not None and not self._stopped:
             self.wall_seconds = time.monotonic() - self._started
+
+
+def _mib_fields(mib: NrMib | None) -> dict[str, Any] | None:
+    """An NR cell's MIB for the JSON: the fields that stay while the cell does (not its SFN)."""
+    if mib is None:
+        return None
+    return {"sib1": mib.has_sib1, "cell_barred": mib.cell_barred,
+            "intra_freq_reselection": mib.intra_freq_reselection,
+            "scs_common_hz": mib.scs_common_hz, "k_ssb": mib.k_ssb,
+            "coreset_zero": mib.coreset_zero, "search_space_zero": mib.search_space_zero,
+            "dmrs_type_a_position": mib.dmrs_type_a_position}
 
 
 def _latency_bin(ms: float) -> int:

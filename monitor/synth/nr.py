@@ -4,7 +4,8 @@
 carrier: SS/PBCH blocks (PSS, SSS, PBCH and its DMRS) in bursts, a CORESET with PDCCH and its DMRS
 at the start of scheduled slots, and PDSCH with type-1 DMRS over random slot groups and RB groups;
 uplink slots and symbols of a TDD pattern stay silent. Reference signals and synchronisation
-sequences are the specified ones; coded payloads are random symbols of the right modulation.
+sequences are the specified ones, and so is the PBCH (the cell's MIB, coded: see
+:mod:`monitor.synth.nr_bch`); the other coded payloads are random symbols of the right modulation.
 
 Simplifications against the specifications:
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.bandwidths import NR_RB_TABLE
+from monitor.synth.nr_bch import NrMib, pbch_bits
 from monitor.synth.ofdm import CarrierGrid
 from monitor.synth.sequences import gold_sequence
 
@@ -314,7 +316,7 @@ def nr_grid(
         )
         _fill_pdsch(values, config, pdsch_slots, pdsch_rb, kinds, n_dl, slot_in_frame, rng)
         _fill_pdcch(values, config, pdcch_slots, slot_in_frame, rng)
-    _fill_ssb(values, config, slots, n_dl, rng)
+    _fill_ssb(values, config, slots, n_dl)
     return CarrierGrid(
         values=values.reshape(n_slots * SYMBOLS_PER_SLOT, n_sc),
         scs=config.scs,
@@ -466,13 +468,7 @@ def _dmrs_c_init(slot: np.ndarray, symbol: np.ndarray, n_id: int) -> np.ndarray:
     return ((SYMBOLS_PER_SLOT * slot + symbol + 1) * (2 * n_id + 1) * 2**17 + 2 * n_id) % 2**31
 
 
-def _fill_ssb(
-    values: np.ndarray,
-    config: NrConfig,
-    slots: np.ndarray,
-    n_dl: np.ndarray,
-    rng: np.random.Generator,
-) -> None:
+def _fill_ssb(values: np.ndarray, config: NrConfig, slots: np.ndarray, n_dl: np.ndarray) -> None:
     """SS/PBCH blocks (38.211 7.4.3, 38.213 4.1) in the first half-frame of every SSB period.
 
     A candidate is sent if its bit in ``ssb_bitmap`` is set and its four symbols are downlink.
@@ -493,16 +489,22 @@ def _fill_ssb(
     hf, index, slot, symbol = hf[keep], index[keep], slot[keep], symbol[keep]
     # 38.211 7.4.1.4.1: i_SSB is the SSB index's 2 LSBs plus 4 n_hf for L_max 4, its 3 LSBs for 8.
     i_ssb = index + 4 * (hf % 2) * (config.l_max == 4)
-    blocks = _ssb_blocks(config.cell_id, i_ssb, rng)
+    blocks = _ssb_blocks(config, hf, index, i_ssb)
     k0 = 12 * config.ssb_offset_rb  # type: ignore[operator]
     for block, s, sym in zip(blocks, slot, symbol, strict=True):
         values[s, sym : sym + 4, k0 : k0 + 240] = block
 
 
-def _ssb_blocks(n_id: int, i_ssb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _ssb_blocks(config: NrConfig, half_frame: np.ndarray, index: np.ndarray, i_ssb: np.ndarray
+                ) -> np.ndarray:
     """SS/PBCH blocks, shape (len(i_ssb), 4, 240), by 38.211 table 7.4.3.1-1: PSS on subcarriers
     56-182 of symbol 0, SSS on the same of symbol 2, PBCH on symbols 1 and 3 and on 0-47 and
-    192-239 of symbol 2, with its DMRS on every 4th of those from v = N_ID mod 4; the rest 0."""
+    192-239 of symbol 2, with its DMRS on every 4th of those from v = N_ID mod 4; the rest 0.
+
+    The PBCH carries the cell's MIB (:mod:`monitor.synth.nr_bch`) for the SSB's frame (half-frames
+    counted from SFN 0), its ``index`` in the burst and the DMRS's ``i_ssb``.
+    """
+    n_id = config.cell_id
     k = np.arange(240)
     pbch = np.zeros((4, 240), dtype=bool)
     pbch[[1, 3]] = True
@@ -516,8 +518,11 @@ def _ssb_blocks(n_id: int, i_ssb: np.ndarray, rng: np.random.Generator) -> np.nd
     c_init = 2**11 * (i_ssb + 1) * (n_id // 4 + 1) + 2**6 * (i_ssb + 1) + n_id % 4
     blocks[:, dmrs] = _gold_qpsk(c_init.astype(np.int64), 144)
     data = pbch & ~dmrs
-    n_data = int(data.sum())
-    blocks[:, data] = _qam(rng, len(i_ssb) * n_data).reshape(len(i_ssb), n_data)
+    for block, hf, ssb in zip(blocks, half_frame, index, strict=True):
+        mib = NrMib(sfn=int(hf // 2) % 1024, scs_common_hz=config.scs,
+                    dmrs_type_a_position=config.dmrs_type_a_position)
+        bits = pbch_bits(mib, int(hf % 2), n_id, int(ssb)).astype(np.float32)
+        block[data] = ((1 - 2 * bits[0::2]) + 1j * (1 - 2 * bits[1::2])) / np.sqrt(2)
     return blocks
 
 

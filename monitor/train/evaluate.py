@@ -59,6 +59,7 @@ from monitor.occupancy.cells import (
 from monitor.occupancy.tracker import carrier_classes
 from monitor.rasters import nearest_sync_raster
 from monitor.sources.files import open_recording
+from monitor.synth.nr_bch import NrMib
 from monitor.synth.truth import CLASS_INDEX, carrier_region, silent_as_noise
 from monitor.train.cards import ModelCard, json_safe
 from monitor.train.data import FrameSet, ShardFrames, collate
@@ -141,8 +142,8 @@ class EvalResult:
             carriers an LTE cell's PSS names made LTE and those an NR cell's SSB names NR, where
             ``cells`` searched for them).
         lte_cells: frames searched for cells (in IQ rendered again), and LTE cells found.
-        nr_cells: NR cells found, and of those, the cells of an NR carrier of the frame (its PCI,
-            the SSB within its band).
+        nr_cells: NR cells found; of those, the cells of an NR carrier of the frame (its PCI,
+            the SSB within its band); and of those, the ones whose MIB decoded.
         lte_carriers: of the LTE carriers in the frames searched whose PSS lies in view, those
             found with their cell's PCI (within ``SAME_CELL_HZ`` of their centre), and those
             whose MIB gave their bandwidth too.
@@ -189,7 +190,7 @@ class EvalResult:
     shown: ConfusionMatrix = field(default_factory=ConfusionMatrix)
     lte_cells: tuple[int, int] = (0, 0)
     lte_carriers: tuple[int, int, int] = (0, 0, 0)
-    nr_cells: tuple[int, int] = (0, 0)
+    nr_cells: tuple[int, int, int] = (0, 0, 0)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
@@ -253,7 +254,8 @@ class EvalResult:
                           "carriers_in_view": self.lte_carriers[0],
                           "carriers_found": self.lte_carriers[1],
                           "carriers_with_bandwidth": self.lte_carriers[2]},
-            "nr_cells": {"found": self.nr_cells[0], "of_a_carrier": self.nr_cells[1]},
+            "nr_cells": {"found": self.nr_cells[0], "of_a_carrier": self.nr_cells[1],
+                         "mib_decoded": self.nr_cells[2]},
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
@@ -488,17 +490,20 @@ def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard
     in_view, found, sized = _cells_found(meta, list(cells.lte), geometry)
     before = searched.lte_carriers
     searched.lte_carriers = (before[0] + in_view, before[1] + found, before[2] + sized)
-    found, right = searched.nr_cells
-    searched.nr_cells = (found + len(cells.nr), right + _nr_cells_right(meta, cells.nr))
+    found, right, decoded = searched.nr_cells
+    of_a_carrier = _nr_cells_right(meta, cells.nr)
+    searched.nr_cells = (found + len(cells.nr), right + len(of_a_carrier),
+                         decoded + sum(c.pbch is not None for c in of_a_carrier))
     return carrier_classes(prediction, cell_marks(cells, geometry))
 
 
-def _nr_cells_right(meta: dict[str, Any], cells: Sequence[NrCell]) -> int:
-    """How many of ``cells`` are a cell of the frame: an NR carrier with the cell's PCI whose
-    band (resource blocks) holds its SSB's centre."""
-    return sum(any(c["label"] == "NR" and c["cell_id"] == cell.cell_id
+def _nr_cells_right(meta: dict[str, Any], cells: Sequence[NrCell]) -> list[NrCell]:
+    """The ``cells`` that are a cell of the frame: an NR carrier with the cell's PCI whose band
+    (resource blocks) holds its SSB's centre."""
+    return [cell for cell in cells
+            if any(c["label"] == "NR" and c["cell_id"] == cell.cell_id
                    and c["occupied_low_hz"] <= cell.ssb_hz <= c["occupied_high_hz"]
-                   for c in meta.get("carriers", [])) for cell in cells)
+                   for c in meta.get("carriers", []))]
 
 
 def _cells_found(meta: dict[str, Any], cells: list[LteCell], geometry: Geometry
@@ -647,7 +652,8 @@ def evaluate_captures(
         counts = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         shown = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
         lte: dict[tuple[int, str], int | None] = {}  # (PCI, duplex): RBs, where a MIB gave them
-        nr: dict[int, tuple[float, float]] = {}  # PCI: SSB subcarrier spacing and centre
+        # PCI: SSB subcarrier spacing and centre, and the MIB where a PBCH decoded
+        nr: dict[int, tuple[float, float, NrMib | None]] = {}
         known: list[LteCell] = []  # as the monitor's, a cell keeps a MIB once decoded
         for first_row, rows in spans:
             iq = rec.read(first_row * spr, rows * spr)
@@ -660,7 +666,10 @@ def evaluate_captures(
             for c in found.lte:
                 key = (c.cell_id, c.duplex)
                 lte[key] = lte.get(key) or (c.mib.n_rb if c.mib else None)
-            nr.update((c.cell_id, (c.scs, rec.center_freq + c.ssb_hz)) for c in found.nr)
+            for c in found.nr:
+                known_mib = nr[c.cell_id][2] if c.cell_id in nr else None
+                nr[c.cell_id] = (c.scs, rec.center_freq + c.ssb_hz,
+                                 c.pbch.mib if c.pbch else known_mib)
             carrier_shown = carrier_classes(prediction, cell_marks(found, geometry))
             counts += torch.bincount(torch.from_numpy(prediction).reshape(-1),
                                      minlength=len(CLASS_NAMES))
@@ -674,17 +683,22 @@ def evaluate_captures(
             served=card.serves(rec.sample_rate),
             cells=[*(f"LTE {pci} ({duplex}, {n_rb} RB)" if n_rb else f"LTE {pci} ({duplex})"
                      for (pci, duplex), n_rb in lte.items()),
-                   *(_nr_cell_text(pci, scs, ssb_hz if rec.center_freq > 0 else None)
-                     for pci, (scs, ssb_hz) in nr.items())],
+                   *(_nr_cell_text(pci, scs, ssb_hz if rec.center_freq > 0 else None, mib)
+                     for pci, (scs, ssb_hz, mib) in nr.items())],
         ))
     return results
 
 
-def _nr_cell_text(pci: int, scs: float, ssb_hz: float | None) -> str:
-    """``NR 500 (SSB 30 kHz, GSCN 7855)``: the GSCN where the SSB's frequency is known."""
+def _nr_cell_text(pci: int, scs: float, ssb_hz: float | None, mib: NrMib | None) -> str:
+    """``NR 500 (SSB 30 kHz, GSCN 7855; MIB: barred, no SIB1)``: the GSCN where the SSB's
+    frequency is known, what the MIB says where it decoded."""
     point = nearest_sync_raster(ssb_hz) if ssb_hz is not None else None
     raster = f", GSCN {point.gscn}" if point is not None else ""
-    return f"NR {pci} (SSB {scs / 1e3:g} kHz{raster})"
+    said = ""
+    if mib is not None:
+        said = "; MIB: " + ", ".join([*(["barred"] if mib.cell_barred else []),
+                                      "SIB1" if mib.has_sib1 else "no SIB1"])
+    return f"NR {pci} (SSB {scs / 1e3:g} kHz{raster}{said})"
 
 
 def format_report(
@@ -862,7 +876,7 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
         if r.lte_cells[0]:
             in_view, found, sized = r.lte_carriers
             share = [n / in_view if in_view else float("nan") for n in (found, sized)]
-            nr_found, nr_right = r.nr_cells
+            nr_found, nr_right, nr_mibs = r.nr_cells
             lines += [f"{r.name}: {r.lte_cells[0]} frames searched for cells (`--cells`), "
                       f"{r.lte_cells[1]} LTE cells found; the carriers they name are LTE, and the "
                       f"signal in the channels their MIBs give. Of the {in_view} LTE carriers "
@@ -870,7 +884,8 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
                       f"({_pct(share[0])} %), {sized} with their bandwidth from the MIB too "
                       f"({_pct(share[1])} %). {nr_found} NR cells found by their SSB, "
                       f"{nr_right} of them an NR carrier's of the frame (its PCI, the SSB in "
-                      f"its band); the carriers that hold their SSBs are NR.", ""]
+                      f"its band), {nr_mibs} of those with their MIB decoded; the carriers "
+                      f"that hold their SSBs are NR.", ""]
     lines += _class_header("change")
     for r in results:
         s = r.shown.summary()
@@ -1137,7 +1152,7 @@ def _captures_table(name: str, recs: Sequence[CaptureResult]) -> list[str]:
     lines = [f"## Real recordings: {name} ({count})", "",
              "| recording | MS/s | present | rows | noise % | LTE % | NR % | LTE % of signal | "
              "NR % of signal | verdict | as shown (carrier classes) | "
-             "cells (PCI; LTE MIB; NR GSCN) |",
+             "cells (PCI; LTE MIB; NR GSCN, MIB) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in recs:
         ok, reason = r.verdict()
