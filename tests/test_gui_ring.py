@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import LteCell
+from monitor.dsp.nr_mib import NrPbch
 from monitor.dsp.nr_sync import NrCell
 from monitor.gui.labels import carrier_labels
 from monitor.gui.ring import View, WaterfallRing
@@ -16,6 +19,7 @@ from monitor.occupancy.tracker import StreamClock, Tracker
 from monitor.processing import FrameResult
 from monitor.rasters import nearest_sync_raster
 from monitor.synth.bch import Mib
+from monitor.synth.nr_bch import NrMib
 
 G = Geometry.for_rate(19.2e6)
 SPR = G.samples_per_row
@@ -128,6 +132,10 @@ def test_a_label_names_the_cells_in_its_carrier() -> None:
     point = nearest_sync_raster(FC + ssb.ssb_hz)  # the SSB's synchronisation raster point
     assert labels[1].gscns == (point.gscn,)
     assert labels[1].text(G.pixel_hz).endswith(f", PCI 500, GSCN {point.gscn}")
+    # and what its MIB says, where it decoded
+    decoded = replace(ssb, pbch=NrPbch(NrMib(k_ssb=31, cell_barred=True), 0, 0))
+    labels = carrier_labels(classes, view, True, FrameCells(tuple(cells), (decoded,)))
+    assert labels[1].text(G.pixel_hz).endswith(f", PCI 500, GSCN {point.gscn}, barred, no SIB1")
     # a view whose centre frequency is unknown (a raw file without --fc): no raster point
     unknown = View(0.0, G.sample_rate, G.width, SPR)
     labels = carrier_labels(classes, unknown, True, FrameCells(tuple(cells), (ssb,)))

@@ -12,6 +12,7 @@ from monitor.dsp.nr_mib import decode_nr_mib
 from monitor.dsp.nr_sync import find_nr_cells
 from monitor.dsp.polar import decode_list
 from monitor.sources.files import open_recording
+from monitor.synth.nr import NrConfig, _ssb_blocks
 from monitor.synth.nr_bch import (
     CODED_BITS,
     INFO_BITS,
@@ -122,10 +123,43 @@ def test_the_generators_mib_is_decoded_where_the_search_finds_its_ssb(rate: floa
     assert 0 <= cell.pbch.ssb_index < 8
 
 
+def ssb_iq(l_max: int, half_frame: int, index: int, rng: np.random.Generator) -> np.ndarray:
+    """One generator SSB of cell 777 at 30 kHz, alone, at 7.68 MS/s (256 samples a symbol),
+    0.1 ms of noise at -10 dB before and after it."""
+    config = NrConfig(20e6, 30e3, cell_id=777, l_max=l_max)
+    i_ssb = index + 4 * half_frame * (l_max == 4)
+    (block,) = _ssb_blocks(config, np.array([2 * 500 + half_frame]), np.array([index]),
+                           np.array([i_ssb]))
+    bins = np.zeros((4, 256), np.complex64)
+    bins[:, (np.arange(240) - 120) % 256] = block
+    symbols = np.fft.ifft(bins, axis=1) * 16
+    sent = np.concatenate([np.concatenate([s[-18:], s]) for s in symbols])
+    lead = np.zeros(768, np.complex64)
+    x = np.concatenate([lead, sent, lead])
+    return x + (rng.standard_normal(len(x)) + 1j * rng.standard_normal(len(x))) * np.sqrt(0.05)
+
+
+@pytest.mark.parametrize(("l_max", "half_frame", "index"), [
+    (4, 0, 3), (4, 1, 2), (8, 0, 6), (8, 1, 1), (8, 1, 5)])
+def test_the_ssb_index_and_half_frame_with_either_l_max(l_max: int, half_frame: int,
+                                                        index: int) -> None:
+    """With L_max 4 the DMRS carries the half-frame bit and the scrambling the index's 2 bits;
+    with 8 the DMRS and the scrambling carry the index's 3 bits: the receiver, not knowing
+    which, reads both right."""
+    x = ssb_iq(l_max, half_frame, index, np.random.default_rng(index))
+    pbch = decode_nr_mib(x, 7.68e6, 0.0, 30e3, 777, (768 + 18) / 7.68e6)
+    assert pbch is not None
+    assert (pbch.mib.sfn, pbch.half_frame, pbch.ssb_index) == (500, half_frame, index)
+
+
 def test_no_mib_where_no_ssb_is() -> None:
     rng = np.random.default_rng(0)
     noise = ((rng.standard_normal(200_000) + 1j * rng.standard_normal(200_000)) / np.sqrt(2))
     assert decode_nr_mib(noise.astype(np.complex64), 30.72e6, 1e6, 30e3, 777, 0.002) is None
+    # silence decodes to the all-zero block, whose CRC checks: not a MIB
+    assert decode_nr_mib(np.zeros(200_000, np.complex64), 30.72e6, 1e6, 30e3, 777, 0.002) is None
+    # an SSB mostly beyond the view's edge
+    assert decode_nr_mib(noise.astype(np.complex64), 30.72e6, 14e6, 30e3, 777, 0.002) is None
 
 
 # What the PBCH of each recording's SSB says, its CRC checked: the srsRAN capture's cell is

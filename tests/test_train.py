@@ -6,7 +6,6 @@ import argparse
 import json
 import pickle
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -361,10 +360,9 @@ def test_a_run_fitted_to_its_minutes_times_itself_and_keeps_its_steps(
     assert part.losses == plain.losses
     with pytest.raises(InputError, match="fitted to its wall time"):
         train(config, tmp_path / "fit", progress=False)
-    started = time.monotonic()
-    rest = train(config, tmp_path / "fit", fit_minutes=0.15, progress=False)
+    # resumed, it keeps the steps it was fitted to, however long they take now
+    rest = train(config, tmp_path / "fit", fit_minutes=0.15, max_minutes=10, progress=False)
     assert (rest.step, rest.total_steps) == (total, total)
-    assert time.monotonic() - started < 0.15 * 60
 
 
 def test_the_lovasz_softmax_loss_by_hand() -> None:

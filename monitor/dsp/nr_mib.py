@@ -12,7 +12,9 @@ subcarrier and the PCI. Decoding the PBCH (:func:`decode_nr_mib`):
 3. The PBCH DMRS (38.211 7.4.1.4) depends on i_SSB, the SSB index's 3 low bits (with L_max 4,
    its 2 low bits and the half-frame bit): the sequence that correlates best names it. The
    three symbols' pilots, each symbol's common phase taken out, estimate the channel.
-4. The 432 QPSK symbols, equalised, are soft bits; subcarriers outside the view are erasures.
+4. The 432 QPSK symbols, equalised, are soft bits; subcarriers outside the view, or within
+   ``DC_NOTCH_HZ`` of its centre (a receiver's LO line, taken out first as the samples' mean),
+   are erasures (at least ``MIN_SEEN`` of them must be left).
    They are descrambled (38.211 7.3.3.1) for i_SSB modulo 4, and where that fails for i_SSB
    itself (L_max 8; the receiver does not know L_max), folded onto the polar code's 512 bits
    and list-decoded (:mod:`monitor.dsp.polar`); the CRC-24C must check (one in 16.7 million
@@ -30,10 +32,10 @@ import numpy as np
 import scipy.signal
 
 from monitor.dsp.lte_mib import smoothed
+from monitor.dsp.lte_sync import DC_NOTCH_HZ
 from monitor.dsp.polar import decode_list
 from monitor.synth.nr import pss_sequence
 from monitor.synth.nr_bch import (
-    CRC_BITS,
     INFO_BITS,
     PAYLOAD_BITS,
     POLAR_N,
@@ -62,6 +64,9 @@ PILOT_SMOOTHING = 3
 #: Share of the view's half-width a subcarrier must lie within to be used (the receiver's
 #: anti-alias filter rolls off beyond).
 VIEW_SHARE = 0.9
+#: The least share of the PBCH's subcarriers in view for a decode (a 2.4 MS/s view of a 15 kHz
+#: SSB holds two thirds of them).
+MIN_SEEN = 0.5
 _SSB_CENTRE = 120
 _PSS = slice(56, 183)
 
@@ -98,13 +103,17 @@ def decode_nr_mib(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: f
     if grid is None:
         return None
     k = np.arange(240)
-    seen = np.abs((k - _SSB_CENTRE) * scs + ssb_hz) < VIEW_SHARE * sample_rate / 2
+    at = np.abs((k - _SSB_CENTRE) * scs + ssb_hz)  # each subcarrier's distance from 0 Hz
+    seen = (at < VIEW_SHARE * sample_rate / 2) & (at > DC_NOTCH_HZ)
+    if seen.mean() < MIN_SEEN:
+        return None
     i_ssb = _dmrs_index(grid, cell_id, seen)
     soft = _soft_bits(grid, cell_id, i_ssb, seen)
     # L_max 4: i_SSB holds the index's 2 low bits and the half-frame bit, and the PBCH is
-    # scrambled by the 2; L_max 8: i_SSB is the index's 3 low bits and scrambles it
+    # scrambled by the 2; L_max 8: i_SSB is the index's 3 low bits and scrambles it. Under 4
+    # the two scramble alike (and with L_max 8 the half-frame bit is the payload's alone).
     decoded = _decoded(soft, cell_id, i_ssb & 3)
-    if decoded is not None and decoded[1] == i_ssb >> 2:
+    if decoded is not None and (i_ssb < 4 or decoded[1] == 1):
         return NrPbch(decoded[0], decoded[1], i_ssb & 3)
     decoded = _decoded(soft, cell_id, i_ssb) if i_ssb >= 4 else None
     return None if decoded is None else NrPbch(decoded[0], decoded[1], i_ssb)
@@ -121,8 +130,10 @@ def _ssb_grid(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: float
     first = max(0, round(window - 3 * step))
     last = min(len(samples), round(window + 7 * step))
     n = np.arange(first, last)
-    x = np.asarray(samples[first:last], np.complex64) * np.exp(
-        -2j * np.pi * ssb_hz / sample_rate * n).astype(np.complex64)
+    x = np.asarray(samples[first:last], np.complex64)
+    # a receiver's LO line, constant, would turn every cyclic prefix's product once the SSB is
+    # shifted to 0 Hz, and bias the frequency error measured from them
+    x = (x - x.mean()) * np.exp(-2j * np.pi * ssb_hz / sample_rate * n).astype(np.complex64)
     y = scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
     start = _pss_start(y, round(float((window - first) * ratio)))
     if start < PREFIX:
@@ -230,7 +241,9 @@ def _decoded(soft: np.ndarray, cell_id: int, offset: int) -> tuple[NrMib, int] |
         c = np.empty(INFO_BITS, np.uint8)
         c[input_interleaver()] = path
         scrambled, parity = c[:PAYLOAD_BITS], c[PAYLOAD_BITS:]
-        if len(parity) != CRC_BITS or not np.array_equal(crc24c(scrambled), parity):
+        # all zeros checks (the CRC has no initial value) and is what soft bits that say
+        # nothing decode to; a payload scrambled to all zeros is a chance of one in 2^32
+        if not c.any() or not np.array_equal(crc24c(scrambled), parity):
             continue
         v = 2 * int(scrambled[UNSCRAMBLED[0]]) + int(scrambled[UNSCRAMBLED[1]])
         payload = (scrambled ^ payload_scrambling(cell_id, v))[payload_order()]

@@ -6,8 +6,8 @@ nominal 3GPP channel nearest to a carrier wholly in view; no label for a sliver 
 a carrier; the painted pixels with ``--raw-edges``), so a label and the log agree on class and
 edges. A carrier that holds an LTE cell's centre or an NR cell's SSB (:mod:`monitor.occupancy.
 cells`) is labelled with the cell's identity too (and an SSB with its GSCN, where the view's
-centre frequency is known), and where an LTE cell's MIB gave its bandwidth, the label's edges
-are its channel's, in view or not.
+centre frequency is known, and with what its MIB says where it decoded), and where an LTE
+cell's MIB gave its bandwidth, the label's edges are its channel's, in view or not.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class CarrierLabel:
             whose SSB it holds.
         gscns: the synchronisation raster points (:mod:`monitor.rasters`) of those SSBs, where
             the view's centre frequency is known.
+        mibs: what those NR cells' MIBs say, where they decoded (:meth:`NrMib.summary`).
     """
 
     cls: int
@@ -44,6 +45,7 @@ class CarrierLabel:
     high_hz: float
     cells: tuple[int, ...] = ()
     gscns: tuple[int, ...] = ()
+    mibs: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -59,14 +61,16 @@ class CarrierLabel:
 
     def text(self, pixel_hz: float) -> str:
         """``NR 20.0 MHz @ 1860.0 MHz``, the centre to the precision of a pixel; ``, PCI 86``
-        after it for a carrier with a cell, and ``, GSCN 7855`` for one with an NR cell's SSB."""
+        after it for a carrier with a cell, ``, GSCN 7855`` for one with an NR cell's SSB, and
+        ``, barred, no SIB1`` where its MIB decoded."""
         decimals = max(1, math.ceil(-math.log10(pixel_hz / 1e6))) if pixel_hz > 0 else 1
         bandwidth = (f"{self.bandwidth_hz / 1e6:.1f} MHz" if self.bandwidth_hz >= 1e6
                      else f"{self.bandwidth_hz / 1e3:.0f} kHz")
         cells = f", PCI {', '.join(map(str, self.cells))}" if self.cells else ""
         gscns = f", GSCN {', '.join(map(str, self.gscns))}" if self.gscns else ""
+        mibs = "".join(f", {m}" for m in self.mibs)
         return (f"{self.label} {bandwidth} @ {self.center_hz / 1e6:.{decimals}f} MHz"
-                f"{cells}{gscns}")
+                f"{cells}{gscns}{mibs}")
 
 
 def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
@@ -85,8 +89,9 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
         low_hz, high_hz = (view.low_edge_hz + low * view.pixel_hz,
                            view.low_edge_hz + high * view.pixel_hz)
         held = [c for c in cells.lte if low_hz <= view.center_freq + c.centre_hz < high_hz]
-        ssbs = [(c.cell_id, view.center_freq + c.ssb_hz) for c in cells.nr
-                if low_hz <= view.center_freq + c.ssb_hz < high_hz]
+        nr = [c for c in cells.nr if low_hz <= view.center_freq + c.ssb_hz < high_hz]
+        ssbs = [(c.cell_id, view.center_freq + c.ssb_hz) for c in nr]
+        mibs = tuple(c.pbch.mib.summary() for c in nr if c.pbch is not None)
         ids = tuple(c.cell_id for c in held) + tuple(pci for pci, _ in ssbs)
         points = [nearest_sync_raster(ssb) for _, ssb in ssbs] if view.center_freq > 0 else []
         gscns = tuple(p.gscn for p in points if p is not None)
@@ -99,5 +104,5 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
             edges = channel_edges(LABELS[cls], low_hz, high_hz,
                                   wholly_in_view(low, high, classes.shape[1]))
         if edges is not None:
-            out.append(CarrierLabel(cls, *edges, ids, gscns))
+            out.append(CarrierLabel(cls, *edges, ids, gscns, mibs))
     return out

@@ -133,6 +133,11 @@ class NrMib:
         """Whether the cell has a CORESET#0 for SIB1 (k_SSB <= 23 in FR1, 38.213 13)."""
         return self.k_ssb <= 23
 
+    def summary(self) -> str:
+        """What a survey wants of it: ``barred, no SIB1``, ``SIB1``, ..."""
+        return ", ".join([*(["barred"] if self.cell_barred else []),
+                          "SIB1" if self.has_sib1 else "no SIB1"])
+
     def bits(self) -> np.ndarray:
         """The BCCH-BCH-Message's 24 bits (unaligned PER), first sent first."""
         fields = ((0, 1), (self.sfn >> 4, 6), (int(self.scs_common_hz == 30e3), 1),

@@ -694,10 +694,7 @@ def _nr_cell_text(pci: int, scs: float, ssb_hz: float | None, mib: NrMib | None)
     frequency is known, what the MIB says where it decoded."""
     point = nearest_sync_raster(ssb_hz) if ssb_hz is not None else None
     raster = f", GSCN {point.gscn}" if point is not None else ""
-    said = ""
-    if mib is not None:
-        said = "; MIB: " + ", ".join([*(["barred"] if mib.cell_barred else []),
-                                      "SIB1" if mib.has_sib1 else "no SIB1"])
+    said = f"; MIB: {mib.summary()}" if mib is not None else ""
     return f"NR {pci} (SSB {scs / 1e3:g} kHz{raster}{said})"
 
 
