@@ -704,10 +704,11 @@ def test_eval_on_real_recordings(
         assert sum(r.shown_counts) == sum(r.counts) and r.shown_counts[0] == r.counts[0]
     short = next(r for r in results if r.recording == "nr-n1-2157-starhub")
     assert short.rows < 256  # 1 ms: fewer rows than a frame, only the real ones counted
-    # the cells found in the IQ, whatever the network: an NR cell's SSB in each NR recording
+    # the cells found in the IQ, whatever the network: an NR cell's SSB in each NR recording,
+    # with what its MIB says
     cells = {r.recording: r.cells for r in results}
-    assert cells["nr-n78-3502-usrp"] == ["NR 500 (SSB 30 kHz, GSCN 7855)"]
-    assert cells["nr-n1-2157-starhub"] == ["NR 55 (SSB 15 kHz, GSCN 5387)"]
+    assert cells["nr-n78-3502-usrp"] == ["NR 500 (SSB 30 kHz, GSCN 7855; MIB: barred, no SIB1)"]
+    assert cells["nr-n1-2157-starhub"] == ["NR 55 (SSB 15 kHz, GSCN 5387; MIB: SIB1)"]
     assert cells["lte-1815-hackrf"] == ["LTE 300 (FDD, 100 RB)"]
     assert cells["noise-2646-hackrf"] == []
     text = format_report([], {"w8": results})

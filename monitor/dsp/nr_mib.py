@@ -68,7 +68,6 @@ VIEW_SHARE = 0.9
 #: SSB holds two thirds of them).
 MIN_SEEN = 0.5
 _SSB_CENTRE = 120
-_PSS = slice(56, 183)
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,13 @@ def decode_nr_mib(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: f
         cell_id: its PCI.
         seconds: its PSS's window, from the first sample.
     """
-    grid = _ssb_grid(samples, sample_rate, ssb_hz, scs, seconds)
-    if grid is None:
-        return None
     k = np.arange(240)
     at = np.abs((k - _SSB_CENTRE) * scs + ssb_hz)  # each subcarrier's distance from 0 Hz
     seen = (at < VIEW_SHARE * sample_rate / 2) & (at > DC_NOTCH_HZ)
     if seen.mean() < MIN_SEEN:
+        return None
+    grid = _ssb_grid(samples, sample_rate, ssb_hz, scs, cell_id, seconds)
+    if grid is None:
         return None
     i_ssb = _dmrs_index(grid, cell_id, seen)
     soft = _soft_bits(grid, cell_id, i_ssb, seen)
@@ -120,7 +119,7 @@ def decode_nr_mib(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: f
 
 
 def _ssb_grid(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: float,
-              seconds: float) -> np.ndarray | None:
+              cell_id: int, seconds: float) -> np.ndarray | None:
     """The SSB's four symbols as 240 subcarriers each, timing and frequency error taken out:
     (4, 240); None where the samples do not hold the whole block."""
     rate = SYMBOL * scs
@@ -135,7 +134,7 @@ def _ssb_grid(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: float
     # shifted to 0 Hz, and bias the frequency error measured from them
     x = (x - x.mean()) * np.exp(-2j * np.pi * ssb_hz / sample_rate * n).astype(np.complex64)
     y = scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
-    start = _pss_start(y, round(float((window - first) * ratio)))
+    start = _pss_start(y, round(float((window - first) * ratio)), cell_id % 3)
     if start < PREFIX:
         return None
     starts = start + np.arange(4) * (SYMBOL + PREFIX)
@@ -149,23 +148,20 @@ def _ssb_grid(samples: np.ndarray, sample_rate: float, ssb_hz: float, scs: float
     return spectra[:, (np.arange(240) - _SSB_CENTRE) % SYMBOL]
 
 
-def _pss_start(y: np.ndarray, near: int) -> int:
+def _pss_start(y: np.ndarray, near: int, n_id2: int) -> int:
     """Where the PSS's useful part starts in ``y`` (256 samples a symbol), within two cyclic
-    prefixes of ``near``: the best correlation with its replica (any N_ID2: the three differ
-    in their sequence, and the replica's magnitude suffices to place it)."""
+    prefixes of ``near``: the best correlation with its replica."""
     lags = np.arange(max(0, near - 2 * PREFIX), min(len(y) - SYMBOL, near + 2 * PREFIX) + 1)
     windows = y[lags[:, None] + np.arange(SYMBOL)[None]]
-    scores = np.max(np.abs(windows @ np.conj(_pss_replicas()).T), axis=1)
-    return int(lags[scores.argmax()])
+    return int(lags[np.abs(windows @ np.conj(_pss_replica(n_id2))).argmax()])
 
 
 @cache
-def _pss_replicas() -> np.ndarray:
-    """The three PSS symbols in time, 256 samples each, unit energy: (3, 256)."""
-    grid = np.zeros((3, SYMBOL), np.complex128)
-    for n_id2 in range(3):
-        grid[n_id2, (np.arange(56, 183) - _SSB_CENTRE) % SYMBOL] = pss_sequence(n_id2)
-    return np.fft.ifft(grid, axis=1) * np.sqrt(SYMBOL) / np.sqrt(127)
+def _pss_replica(n_id2: int) -> np.ndarray:
+    """The PSS symbol in time, 256 samples."""
+    grid = np.zeros(SYMBOL, np.complex128)
+    grid[(np.arange(56, 183) - _SSB_CENTRE) % SYMBOL] = pss_sequence(n_id2)
+    return np.fft.ifft(grid)
 
 
 @cache

@@ -16,7 +16,7 @@ from functools import cache
 
 import numpy as np
 
-from monitor.synth.sequences import gold_sequence
+from monitor.synth.sequences import crc_parity, gold_sequence
 
 __all__ = ["BANDWIDTH_RB", "CODED_BITS", "CRC_MASKS", "FRAME_BITS", "GENERATORS", "MIB_BITS",
            "Mib", "crc16", "pbch_bits", "pbch_symbols", "rate_match_indices", "scrambling",
@@ -90,13 +90,7 @@ class Mib:
 
 def crc16(bits: np.ndarray) -> np.ndarray:
     """The 16 parity bits of gCRC16 (36.212 5.1.1) of ``bits``, first bit first."""
-    register = np.zeros(CRC_BITS, np.uint8)
-    for bit in bits:
-        feedback = register[0] ^ bit
-        register = np.append(register[1:], np.uint8(0))
-        if feedback:
-            register ^= _CRC16
-    return register
+    return crc_parity(bits, _CRC16)
 
 
 def tbcc_encode(bits: np.ndarray) -> np.ndarray:

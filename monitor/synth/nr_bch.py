@@ -19,7 +19,7 @@ from functools import cache
 
 import numpy as np
 
-from monitor.synth.sequences import gold_sequence
+from monitor.synth.sequences import crc_parity, gold_sequence
 
 __all__ = [
     "CODED_BITS",
@@ -215,13 +215,7 @@ def payload_scrambling(cell_id: int, offset: int) -> np.ndarray:
 
 def crc24c(bits: np.ndarray) -> np.ndarray:
     """The 24 parity bits of gCRC24C (38.212 5.1) of ``bits``, first bit first."""
-    register = np.zeros(CRC_BITS, np.uint8)
-    for bit in bits:
-        feedback = register[0] ^ bit
-        register = np.append(register[1:], np.uint8(0))
-        if feedback:
-            register ^= _CRC24C
-    return register
+    return crc_parity(bits, _CRC24C)
 
 
 @cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gold_sequence"]
+__all__ = ["crc_parity", "gold_sequence"]
 
 _NC = 1600  # TS 36.211 7.2, TS 38.211 5.2.1
 
@@ -39,3 +39,16 @@ def gold_sequence(c_init: np.ndarray | int, length: int) -> np.ndarray:
             x2[..., n0 + 3 : n1 + 3] ^ x2[..., n0 + 2 : n1 + 2] ^ x2[..., n0 + 1 : n1 + 1]
         ) ^ x2[..., n0:n1]
     return x1[_NC:] ^ x2[..., _NC:]
+
+
+def crc_parity(bits: np.ndarray, generator: np.ndarray) -> np.ndarray:
+    """The parity bits of the cyclic code whose generator polynomial has the coefficients
+    ``generator`` (of D^(L-1) .. D^0; D^L's is implied) over ``bits``, first bit first: the CRCs
+    of TS 36.212 5.1.1 and TS 38.212 5.1, with no initial value."""
+    register = np.zeros(len(generator), np.uint8)
+    for bit in bits:
+        feedback = register[0] ^ bit
+        register = np.append(register[1:], np.uint8(0))
+        if feedback:
+            register ^= generator
+    return register
