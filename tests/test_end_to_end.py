@@ -176,9 +176,11 @@ def _captures() -> list:
 DECODED_CELLS = {"lte-fdd-1860-rtlsdr": {142, 86}, "lte-tdd-2585-rtlsdr": {66, 67, 68},
                  "lte-2645-rtlsdr": {21, 22}}
 #: The NR cells of the recordings (truth.json's PCI 500; the others' PCIs as found): PCI, the
-#: GSCN of its SSB, and the SSB's offset from that raster point (none: it lies on the raster).
-NR_CELLS = {"nr-n78-3502-usrp": [(500, 7855, 0)], "nr-n1-2157-starhub": [(55, 5387, 0)],
-            "nr-n78-3426-cyberx": [(1, 7795, 0)]}
+#: GSCN of its SSB, the SSB's offset from that raster point (none: it lies on the raster), and
+#: from its MIB whether it has a SIB1 and is barred.
+NR_CELLS = {"nr-n78-3502-usrp": [(500, 7855, 0, False, True)],
+            "nr-n1-2157-starhub": [(55, 5387, 0, True, False)],
+            "nr-n78-3426-cyberx": [(1, 7795, 0, True, False)]}
 #: The recordings whose cell's MIB the monitor's one search decodes: 20 MHz carriers.
 DECODED_RB = {"lte-tdd-2585-rtlsdr": 100, "lte-2645-rtlsdr": 100, "lte-1815-hackrf": 100,
               "lte-2585-hackrf": 100}
@@ -196,8 +198,8 @@ def test_a_real_recording_is_given_its_class(entry: dict, tmp_path: Path) -> Non
     summary = json.loads(stats.read_text())
     found = summary["lte_cells"]
     cells = {c["pci"] for c in found}
-    assert [(c["pci"], c["gscn"], c["raster_offset_hz"]) for c in summary["nr_cells"]] == (
-        NR_CELLS.get(name, []))
+    assert [(c["pci"], c["gscn"], c["raster_offset_hz"], c["mib"]["sib1"],
+             c["mib"]["cell_barred"]) for c in summary["nr_cells"]] == NR_CELLS.get(name, [])
     assert bool(cells) == ("LTE" in entry["present"]), cells
     assert cells <= DECODED_CELLS.get(name, cells)
     assert {c["n_rb"] for c in found} - {None} == ({DECODED_RB[name]} if name in DECODED_RB
