@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from monitor.dsp.nr_mib import decode_nr_mib
-from monitor.dsp.nr_sync import find_nr_cells
+from monitor.dsp.nr_sync import _pbch, _Peak, find_nr_cells
 from monitor.dsp.polar import decode_list
 from monitor.sources.files import open_recording
 from monitor.synth.nr import NrConfig, _ssb_blocks
@@ -150,6 +150,19 @@ def test_the_ssb_index_and_half_frame_with_either_l_max(l_max: int, half_frame: 
     pbch = decode_nr_mib(x, 7.68e6, 0.0, 30e3, 777, (768 + 18) / 7.68e6)
     assert pbch is not None
     assert (pbch.mib.sfn, pbch.half_frame, pbch.ssb_index) == (500, half_frame, index)
+
+
+def test_a_cells_next_ssb_is_tried_where_its_strongest_is_cut() -> None:
+    """The search's strongest SSB of a cell may run past the samples' end: the next one (a PSS
+    peak a symbol or more away) gives the MIB."""
+    rng = np.random.default_rng(5)
+    whole = ssb_iq(8, 0, 2, rng)
+    x = np.concatenate([whole, ssb_iq(8, 0, 3, rng)[: 768 + 600]])  # the second cut short
+    def peak(start: int) -> _Peak:
+        return _Peak(0.9, start, 777 % 3, -56.0, 30e3, 0.0)
+    cut, earlier = peak(len(whole) + 768 + 18), peak(768 + 18)
+    assert _pbch(x, 7.68e6, 0.0, 777, [cut]) is None
+    assert _pbch(x, 7.68e6, 0.0, 777, [cut, peak(cut.start + 30), earlier]).ssb_index == 2
 
 
 def test_no_mib_where_no_ssb_is() -> None:

@@ -83,6 +83,8 @@ SSS_CANDIDATES = 16
 SSS_SHARE = 0.3
 #: The chance that noise alone yields a PSS candidate in one search, and the same for an SSS.
 FALSE_ALARM = 1e-3
+#: The SSBs (distinct moments of a cell's PSS) whose PBCH is tried, strongest first.
+PBCH_TRIES = 4
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,25 @@ def find_nr_cells(samples: np.ndarray, sample_rate: float,
                       + (SSB_CENTRE - PSS_FIRST) * best.scs)
             cell_id, seconds = 3 * n_id1 + best.n_id2, best.start / sample_rate
             cells.append(NrCell(ssb_hz, cell_id, best.scs, best.strength, sss, seconds,
-                                decode_nr_mib(x, sample_rate, ssb_hz, best.scs, cell_id,
-                                              seconds)))
+                                _pbch(x, sample_rate, ssb_hz, cell_id, group)))
     return cells
+
+
+def _pbch(x: np.ndarray, sample_rate: float, ssb_hz: float, cell_id: int, group: list[_Peak]
+          ) -> NrPbch | None:
+    """The MIB of the first of the cell's strongest ``PBCH_TRIES`` SSBs (its PSS peaks at
+    distinct moments, strongest first) whose PBCH decodes: one may be cut by the samples' end,
+    or faded."""
+    symbol = sample_rate / group[0].scs  # windows of one PSS lie within a symbol
+    starts: list[int] = []
+    for peak in group:
+        if len(starts) < PBCH_TRIES and all(abs(peak.start - t) >= symbol for t in starts):
+            starts.append(peak.start)
+    for start in starts:
+        pbch = decode_nr_mib(x, sample_rate, ssb_hz, group[0].scs, cell_id, start / sample_rate)
+        if pbch is not None:
+            return pbch
+    return None
 
 
 class _Windows:
