@@ -34,7 +34,7 @@ import scipy.signal
 from monitor.dsp.lte_mib import smoothed
 from monitor.dsp.lte_sync import DC_NOTCH_HZ
 from monitor.dsp.polar import decode_list
-from monitor.synth.nr import pss_sequence
+from monitor.synth.nr import pbch_dmrs, pbch_layout, pss_sequence
 from monitor.synth.nr_bch import (
     INFO_BITS,
     PAYLOAD_BITS,
@@ -49,7 +49,6 @@ from monitor.synth.nr_bch import (
     pbch_scrambling,
     rate_match_indices,
 )
-from monitor.synth.sequences import gold_sequence
 
 __all__ = ["SYMBOL", "NrPbch", "decode_nr_mib"]
 
@@ -164,35 +163,15 @@ def _pss_replica(n_id2: int) -> np.ndarray:
     return np.fft.ifft(grid)
 
 
-@cache
-def _pbch_layout(cell_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The PBCH's data and DMRS resource elements in the block (38.211 table 7.4.3.1-1), both
-    (4, 240) bool; each taken in increasing k, then l."""
-    k = np.arange(240)
-    pbch = np.zeros((4, 240), dtype=bool)
-    pbch[[1, 3]] = True
-    pbch[2] = (k < 48) | (k >= 192)
-    dmrs = pbch & (k % 4 == cell_id % 4)
-    return pbch & ~dmrs, dmrs
-
-
-@cache
-def _dmrs(cell_id: int, i_ssb: int) -> np.ndarray:
-    """The PBCH DMRS's 144 values (38.211 7.4.1.4.1)."""
-    c_init = 2**11 * (i_ssb + 1) * (cell_id // 4 + 1) + 2**6 * (i_ssb + 1) + cell_id % 4
-    c = gold_sequence(c_init, 288).astype(np.float64)
-    return ((1 - 2 * c[0::2]) + 1j * (1 - 2 * c[1::2])) / np.sqrt(2)
-
-
 def _dmrs_index(grid: np.ndarray, cell_id: int, seen: np.ndarray) -> int:
     """The i_SSB whose DMRS fits best: the products of neighbouring pilots, stripped of each
     hypothesis's sequence, add up coherently for the right one whatever the channel's slow
     turn across subcarriers."""
-    _, dmrs = _pbch_layout(cell_id)
+    _, dmrs = pbch_layout(cell_id)
     scores = []
     for i_ssb in range(8):
         pilots = np.zeros((4, 240), np.complex128)
-        pilots[dmrs] = _dmrs(cell_id, i_ssb)
+        pilots[dmrs] = pbch_dmrs(cell_id, i_ssb)
         z = (grid * np.conj(pilots))[:, dmrs[1] & seen]
         scores.append(abs(np.sum(z[:, 1:] * np.conj(z[:, :-1]))))
     return int(np.argmax(scores))
@@ -201,9 +180,9 @@ def _dmrs_index(grid: np.ndarray, cell_id: int, seen: np.ndarray) -> int:
 def _soft_bits(grid: np.ndarray, cell_id: int, i_ssb: int, seen: np.ndarray) -> np.ndarray:
     """The PBCH's 864 soft bits (positive: 0), equalised on the DMRS's channel estimate, 0
     where the subcarrier lies outside the view."""
-    data, dmrs = _pbch_layout(cell_id)
+    data, dmrs = pbch_layout(cell_id)
     pilots = np.zeros((4, 240), np.complex128)
-    pilots[dmrs] = _dmrs(cell_id, i_ssb)
+    pilots[dmrs] = pbch_dmrs(cell_id, i_ssb)
     estimate = grid * np.conj(pilots)
     where = np.flatnonzero(dmrs[1] & seen)
     if len(where) < 2:

@@ -90,11 +90,11 @@ def carrier_labels(classes: np.ndarray, view: View, fit_channels: bool = True,
                            view.low_edge_hz + high * view.pixel_hz)
         held = [c for c in cells.lte if low_hz <= view.center_freq + c.centre_hz < high_hz]
         nr = [c for c in cells.nr if low_hz <= view.center_freq + c.ssb_hz < high_hz]
-        ssbs = [(c.cell_id, view.center_freq + c.ssb_hz) for c in nr]
-        mibs = tuple(c.pbch.mib.summary() for c in nr if c.pbch is not None)
-        ids = tuple(c.cell_id for c in held) + tuple(pci for pci, _ in ssbs)
-        points = [nearest_sync_raster(ssb) for _, ssb in ssbs] if view.center_freq > 0 else []
+        ids = tuple(c.cell_id for c in held) + tuple(c.cell_id for c in nr)
+        points = ([nearest_sync_raster(view.center_freq + c.ssb_hz) for c in nr]
+                  if view.center_freq > 0 else [])
         gscns = tuple(p.gscn for p in points if p is not None)
+        mibs = tuple(c.pbch.mib.summary() for c in nr if c.pbch is not None)
         edges: tuple[float, float] | None = (low_hz, high_hz)
         known = [c for c in held if c.channel_hz is not None]
         if known:

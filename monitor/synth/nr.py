@@ -42,6 +42,8 @@ __all__ = [
     "nr_grid",
     "nr_min_guard_hz",
     "nr_occupied_hz",
+    "pbch_dmrs",
+    "pbch_layout",
     "pss_sequence",
     "ssb_first_symbols",
     "sss_sequence",
@@ -505,25 +507,37 @@ def _ssb_blocks(config: NrConfig, half_frame: np.ndarray, index: np.ndarray, i_s
     counted from SFN 0), its ``index`` in the burst and the DMRS's ``i_ssb``.
     """
     n_id = config.cell_id
+    data, dmrs = pbch_layout(n_id)
+    blocks = np.zeros((len(i_ssb), 4, 240), dtype=np.complex64)
+    blocks[:, 0, 56:183] = pss_sequence(n_id % 3)
+    blocks[:, 2, 56:183] = sss_sequence(n_id)
+    blocks[:, dmrs] = pbch_dmrs(n_id, i_ssb)
+    for block, hf, ssb in zip(blocks, half_frame, index, strict=True):
+        mib = NrMib(sfn=int(hf // 2) % 1024, scs_common_hz=config.scs,
+                    dmrs_type_a_position=config.dmrs_type_a_position)
+        block[data] = _qpsk(pbch_bits(mib, int(hf % 2), n_id, int(ssb)))
+    return blocks
+
+
+@functools.cache
+def pbch_layout(n_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The PBCH's data and DMRS resource elements in an SSB (38.211 table 7.4.3.1-1), both
+    (4, 240) bool: symbols 1 and 3, and 0-47 and 192-239 of symbol 2; the DMRS on every 4th
+    of those from v = N_ID mod 4. Each is mapped in increasing k, then l (7.4.3.1.3)."""
     k = np.arange(240)
     pbch = np.zeros((4, 240), dtype=bool)
     pbch[[1, 3]] = True
     pbch[2] = (k < 48) | (k >= 192)
     dmrs = pbch & (k % 4 == n_id % 4)
-    blocks = np.zeros((len(i_ssb), 4, 240), dtype=np.complex64)
-    blocks[:, 0, 56:183] = pss_sequence(n_id % 3)
-    blocks[:, 2, 56:183] = sss_sequence(n_id)
-    # 38.211 7.4.1.4.1: c_init = 2^11 (i_SSB + 1)(N_ID // 4 + 1) + 2^6 (i_SSB + 1) + N_ID mod 4;
-    # mapped in increasing k, then l (7.4.3.1.3).
+    return pbch & ~dmrs, dmrs
+
+
+def pbch_dmrs(n_id: int, i_ssb: np.ndarray | int) -> np.ndarray:
+    """The PBCH DMRS's 144 values for each i_SSB (38.211 7.4.1.4.1):
+    c_init = 2^11 (i_SSB + 1)(N_ID // 4 + 1) + 2^6 (i_SSB + 1) + N_ID mod 4."""
+    i_ssb = np.asarray(i_ssb, dtype=np.int64)
     c_init = 2**11 * (i_ssb + 1) * (n_id // 4 + 1) + 2**6 * (i_ssb + 1) + n_id % 4
-    blocks[:, dmrs] = _gold_qpsk(c_init.astype(np.int64), 144)
-    data = pbch & ~dmrs
-    for block, hf, ssb in zip(blocks, half_frame, index, strict=True):
-        mib = NrMib(sfn=int(hf // 2) % 1024, scs_common_hz=config.scs,
-                    dmrs_type_a_position=config.dmrs_type_a_position)
-        bits = pbch_bits(mib, int(hf % 2), n_id, int(ssb)).astype(np.float32)
-        block[data] = ((1 - 2 * bits[0::2]) + 1j * (1 - 2 * bits[1::2])) / np.sqrt(2)
-    return blocks
+    return _gold_qpsk(c_init, 144)
 
 
 @functools.cache
@@ -557,7 +571,12 @@ def sss_sequence(n_id: int) -> np.ndarray:
 def _gold_qpsk(c_init: np.ndarray, length: int) -> np.ndarray:
     """QPSK reference-signal sequences r(m) = ((1 - 2c(2m)) + j (1 - 2c(2m+1))) / sqrt(2),
     m < length, one row per c_init, from the Gold sequence c(n) of 38.211 5.2.1."""
-    bits = gold_sequence(np.asarray(c_init, dtype=np.int64), 2 * length)
+    return _qpsk(gold_sequence(np.asarray(c_init, dtype=np.int64), 2 * length))
+
+
+def _qpsk(bits: np.ndarray) -> np.ndarray:
+    """QPSK symbols of bit pairs along the last axis (38.211 5.1.3): ((1 - 2b(2i)) + j (1 -
+    2b(2i+1))) / sqrt(2)."""
     levels = (1.0 - 2.0 * bits.astype(np.float32)) * np.float32(np.sqrt(0.5))
     return levels.view(np.complex64)
 
