@@ -7,7 +7,7 @@ import pytest
 
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.lte_sync import FIRST_STEP_HZ, STEP_HZ
-from monitor.occupancy.cells import MAX_CENTRES, find_frame_cells, search_ranges
+from monitor.occupancy.cells import MAX_CENTRES, MAX_SEARCHED, find_frame_cells, search_ranges
 from monitor.synth.scene import SceneSpec, parse_carrier, render
 
 G = Geometry.for_rate(19.2e6)
@@ -63,3 +63,28 @@ def test_an_lte_carrier_beside_an_nr_one_in_a_whole_span_is_found_from_its_edge(
     (cell,) = find_frame_cells(iq, geometry, classes)
     assert (cell.cell_id, cell.mib.n_rb) == (86, 100)
     assert cell.centre_hz == pytest.approx(-20e6, abs=STEP_HZ / 2)
+
+
+def test_a_whole_span_is_not_searched_for_a_channel_wider_than_it() -> None:
+    """Half a channel in from a whole span's edge is a carrier's centre only where the channel
+    fits the span: from an 11 MHz span, the 1.4 to 10 MHz channels', not the 15 or 20 MHz
+    ones' (between the span's middle, first, and all of it, last)."""
+    geometry = Geometry.for_rate(30.72e6)
+    ranges = search_ranges(classes_with((-1e6, 10e6), geometry=geometry), geometry)
+    low, high = ranges[-1]
+    assert (low, high) == pytest.approx((-1e6, 10e6), abs=geometry.pixel_hz)
+    centres = sorted((a + b) / 2 for a, b in ranges[1:-1])
+    halves = (0.7e6, 1.5e6, 2.5e6, 5e6)
+    assert centres == pytest.approx(sorted([low + h for h in halves] + [high - h for h in halves]))
+
+
+def test_a_carrier_beyond_the_first_rounds_centres_is_found_in_a_later_round() -> None:
+    """A view at 61.44 MS/s painted signal from edge to edge: the first round's centres reach
+    9.6 MHz around the middle, later rounds go on outwards, to a carrier 15 MHz off it."""
+    geometry = Geometry.for_rate(61.44e6)
+    assert MAX_CENTRES * FIRST_STEP_HZ < 2 * 15e6 < MAX_SEARCHED * FIRST_STEP_HZ
+    spec = SceneSpec(61.44e6, 0.01, [parse_carrier("lte:bw=5e6,offset=15e6,snr=10,cell=123")])
+    iq = render(spec, np.random.default_rng(3)).iq
+    classes = classes_with((-31e6, 31e6), geometry=geometry)
+    (cell,) = find_frame_cells(iq, geometry, classes, seconds=0.01)
+    assert (cell.cell_id, cell.centre_hz) == (123, pytest.approx(15e6, abs=STEP_HZ / 2))
