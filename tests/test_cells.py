@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from monitor.dsp.geometry import Geometry
-from monitor.dsp.lte_sync import FIRST_STEP_HZ, STEP_HZ
-from monitor.occupancy.cells import MAX_CENTRES, MAX_SEARCHED, find_frame_cells, search_ranges
+from monitor.dsp.lte_sync import FIRST_STEP_HZ, STEP_HZ, LteCell
+from monitor.occupancy.cells import (
+    MAX_CENTRES,
+    MAX_SEARCHED,
+    _one_per_carrier,
+    find_frame_cells,
+    search_ranges,
+)
+from monitor.synth.bch import Mib
 from monitor.synth.scene import SceneSpec, parse_carrier, render
 
 G = Geometry.for_rate(19.2e6)
@@ -88,3 +97,15 @@ def test_a_carrier_beyond_the_first_rounds_centres_is_found_in_a_later_round() -
     classes = classes_with((-31e6, 31e6), geometry=geometry)
     (cell,) = find_frame_cells(iq, geometry, classes, seconds=0.01)
     assert (cell.cell_id, cell.centre_hz) == (123, pytest.approx(15e6, abs=STEP_HZ / 2))
+
+
+def test_of_cells_closer_than_two_carriers_the_decoded_then_the_strongest_is_kept() -> None:
+    """A round that saw a strong carrier only from some whole subcarriers off its centre finds
+    a weak cell there; the later round that tries the carrier's own centre, its cell."""
+    image = LteCell(-23.093e6, 312, "FDD", pss=0.22, sss=0.1)
+    own = LteCell(-23.617e6, 333, "FDD", pss=0.85, sss=0.8, mib=Mib(n_rb=75))
+    apart = LteCell(2.385e6, 450, "TDD", pss=0.53, sss=0.5)
+    assert _one_per_carrier([image, apart, own]) == [own, apart]
+    strong = replace(own, mib=None, pss=0.9)
+    assert _one_per_carrier([strong, replace(image, mib=Mib(n_rb=6))])[0].cell_id == 312
+    assert _one_per_carrier([image, strong]) == [strong]
