@@ -5,7 +5,7 @@ looks only where the network painted signal and an LTE carrier's centre can lie
 (:func:`search_ranges`), likeliest first, in rounds of at most ``MAX_CENTRES`` first-pass
 centres (every 2.5 subcarriers), each refining around those where a PSS correlates; where a
 cell's MIB decodes, the next round looks beside its channel first (:func:`beside_channels`),
-then on where the ranges left off, up to ``MAX_SEARCHED`` centres in all. A cell found
+then on where the ranges left off, until ``MAX_SEARCHED`` centres have been tried. A cell found
 names its carrier LTE (:func:`~monitor.occupancy.tracker.carrier_classes`); where its MIB
 decoded, the signal in its channel. A carrier's bandwidth does not change, so a cell keeps the
 MIB an earlier search decoded (:func:`with_known_mibs`) where a later one, at a worse moment,
@@ -58,10 +58,11 @@ SEARCH_EVERY = 30.0
 #: 9.6 MHz, all of a view up to 10 MS/s; wider views are searched where their spans' middles
 #: and edges put a centre, and beyond that in part.
 MAX_CENTRES = 256
-#: First-pass centres a search tries at most, over its rounds: 38.4 MHz, all of a view up to
-#: 40 MS/s. On the test set's 277 frames with an LTE carrier whose PSS lies in view, searching
-#: on past the first round found 284 of their 347 carriers instead of 253, lost none, and
-#: took 3.0 s a frame on one core (11.5 s at most, at 61.44 MS/s).
+#: First-pass centres after which a search starts no more rounds (its last round may take it
+#: up to ``MAX_CENTRES - 1`` beyond): 38.4 MHz, all of a view up to 40 MS/s. On the test set's
+#: 277 frames with an LTE carrier whose PSS lies in view, searching on past the first round
+#: found 284 of their 347 carriers instead of 253, lost none, and took 3.0 s a frame on one
+#: core (11.5 s at most, at 61.44 MS/s).
 MAX_SEARCHED = 1024
 #: The network's error at a span's edges, in columns and as a share of its width.
 EDGE_COLUMNS = 3
@@ -127,7 +128,7 @@ def find_frame_cells(samples: np.ndarray, geometry: Geometry, classes: np.ndarra
     whose MIB the round before decoded would have its centre (:func:`beside_channels`: an
     operator's carriers side by side paint one span, whose middle and edges need not be any
     carrier's centre), then the ranges' centres not yet tried, until ``MAX_SEARCHED`` centres
-    have been.
+    have been tried.
 
     Args:
         samples: the frame's IQ (at least 5 ms of it; the first ``seconds`` are searched).
