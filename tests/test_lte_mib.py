@@ -196,6 +196,22 @@ def test_the_eval_counts_the_nr_cells_of_a_carrier() -> None:
     assert _nr_cells_right(meta, cells) == cells[:1]
 
 
+def test_the_eval_counts_the_nr_carriers_whose_ssb_was_in_view() -> None:
+    from monitor.dsp.nr_sync import NrCell
+    from monitor.train.evaluate import _nr_carriers_found, _nr_cells_right
+
+    meta = {"carriers": [
+        {"label": "NR", "occupied_low_hz": -9e6, "occupied_high_hz": -1e6, "cell_id": 7},
+        {"label": "NR", "occupied_low_hz": 1e6, "occupied_high_hz": 9e6, "cell_id": 9},
+        {"label": "NR", "occupied_low_hz": 10e6, "occupied_high_hz": 12e6, "cell_id": 11},
+        {"label": "LTE", "occupied_low_hz": -1e6, "occupied_high_hz": 1e6, "cell_id": 8}]}
+    cells = _nr_cells_right(meta, [NrCell(-2e6, 7, 30e3, 0.9, 0.9, 0.0),
+                                   NrCell(11e6, 11, 30e3, 0.9, 0.9, 0.0)])
+    # the third sent no SSB in view (found from a block cut by the view's edge): not counted
+    assert _nr_carriers_found(meta, [4, 2, 0, 0], cells) == (2, 1)
+    assert _nr_carriers_found(meta, None, cells) == (0, 0)
+
+
 def test_four_ports_transmit_diversity_decodes() -> None:
     """No generator carrier or recording has four CRS ports: a subframe 0 with four ports'
     reference signals and SFBC-FSTD PBCH (36.211 6.3.4.3: ports 0 and 2 on RE pairs 4i and

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from monitor.bandwidths import NR_RB_TABLE
-from monitor.dsp.nr_sync import find_nr_cells
+from monitor.dsp.nr_sync import _Windows, find_nr_cells
 from monitor.rasters import nearest_sync_raster
 from monitor.sources.files import open_recording
 from monitor.synth.scene import SceneSpec, parse_carrier, render
@@ -54,6 +54,26 @@ def test_two_cells_at_the_same_moment_and_no_echo_between() -> None:
                   "nr:bw=10e6,scs=30e3,offset=6e6,snr=8,cell=301,ssb_offset_rb=2")
     found = sorted(find_nr_cells(iq, 30.72e6), key=lambda c: c.ssb_hz)
     assert [(c.cell_id, c.scs) for c in found] == [(300, 15e3), (301, 30e3)]
+
+
+def test_a_cell_far_under_a_strong_carrier_elsewhere_in_view() -> None:
+    """A PSS 25 dB under a fully loaded LTE carrier beside it: its run of products is normalised
+    by its own energy, not held down by the strong carrier's share of the window."""
+    iq = scene_iq(61.44e6, "lte:bw=20e6,offset=-15e6,snr=40,load=1,cell=3",
+                  "nr:bw=20e6,scs=30e3,offset=12e6,snr=15,cell=777,ssb_period=10e-3,"
+                  "ssb_offset_rb=20,load=0.3")
+    (cell,) = find_nr_cells(iq, 61.44e6)
+    assert cell.cell_id == 777 and cell.pss > 0.5
+
+
+def test_no_pss_candidate_in_a_band_filtered_away() -> None:
+    """Bins a recording's filter emptied hold only the FFT's rounding of the strong carrier
+    beside them: no PSS candidate there (without a floor, hundreds)."""
+    iq = scene_iq(19.2e6, "lte:bw=10e6,offset=-3e6,snr=50,load=1,cell=3", seconds=0.04)
+    spectrum = np.fft.fft(iq)
+    spectrum[np.abs(np.fft.fftfreq(len(iq), 1 / 19.2e6)) > 7e6] = 0
+    filtered = np.fft.ifft(spectrum).astype(np.complex64)
+    assert _Windows(filtered, 19.2e6, 15e3).peaks() == []
 
 
 @pytest.mark.parametrize("carrier", [

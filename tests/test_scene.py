@@ -24,7 +24,13 @@ from monitor.synth.random_scene import (
     draw_scene,
 )
 from monitor.synth.scene import CarrierSpec, SceneSpec, parse_carrier, render
-from monitor.synth.truth import class_mask, energy_mask, sent_fraction, silent_as_noise
+from monitor.synth.truth import (
+    class_mask,
+    energy_mask,
+    sent_fraction,
+    silent_as_noise,
+    ssbs_in_view,
+)
 from monitor.train.data import open_frames
 
 
@@ -127,6 +133,27 @@ def test_an_idle_nr_cell_between_its_ssbs_is_noise_as_sent(seed: int, nr_sent: b
     nearly = silent_as_noise(labels, sent, [asdict(c) for c in scene.carriers], g, 0.05)
     assert np.array_equal(nearly == 1, labels == 1) and not (nearly == 2).any()
     assert not silent_as_noise(labels, sent, [asdict(c) for c in scene.carriers], g, 0.2).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ssbs_in_view_are_the_blocks_sent_whole_in_the_frame(seed: int) -> None:
+    """Four bursts of the same blocks in a 40 ms frame at a 10 ms period; half of them from a
+    carrier on for half the frame; none where the PSS runs past the view's edge; none for LTE."""
+    geometry = Geometry.for_rate(19.2e6)
+
+    def counts(offset: float, on: str = "") -> list[int]:
+        nr = (f"nr:bw=10e6,scs=30e3,offset={offset},snr=10,cell=5,ssb_period=10e-3,l_max=4,"
+              f"ssb_offset_rb=2{on}")
+        spec = SceneSpec(19.2e6, geometry.frame_seconds,
+                         [parse_carrier(nr), parse_carrier("lte:bw=5e6,offset=-6e6,snr=10")])
+        scene = render(spec, np.random.default_rng(seed))
+        return [ssbs_in_view(placed, geometry) for placed in scene.sent]
+
+    whole, lte = counts(0.0)
+    assert whole > 0 and whole % 4 == 0 and lte == 0
+    assert counts(0.0, ",on=0:0.02")[0] == whole // 2
+    # SSB 2 RBs over the carrier's lowest: at 9 MHz its PSS reaches 10.2 MHz, past 9.6
+    assert counts(4.5e6)[0] == whole and counts(9e6)[0] == 0
 
 
 def test_same_seed_same_bytes() -> None:

@@ -768,6 +768,8 @@ def test_commands_train_and_eval(data: dict[str, Path], tmp_path: Path,
     assert "1 frames searched for cells (`--cells`)" in out
     assert re.search(r"Of the (\d+) LTE carriers whose PSS lies in view, \d+ were found", out)
     assert re.search(r"(\d+) NR cells found by their SSB, (\d+) of them an NR carrier's", out)
+    assert re.search(r"Of the \d+ NR carriers that sent an SSB whole in view \(the symbol and "
+                     r"subcarriers of its PSS\), \d+ were found", out)
     args = parser.parse_args(["eval", str(best)])
     with pytest.raises(InputError, match="nothing to evaluate"):
         args.func(args)

@@ -53,8 +53,8 @@ from monitor.dsp.lte_sync import DC_NOTCH_HZ
 from monitor.dsp.nr_mib import NrPbch, decode_nr_mib
 from monitor.synth.nr import pss_sequence, sss_sequence
 
-__all__ = ["FALSE_ALARM", "MIN_SAMPLE_RATE", "MIN_SECONDS", "SSB_SCS_HZ", "NrCell",
-           "find_nr_cells", "threshold"]
+__all__ = ["FALSE_ALARM", "MIN_SAMPLE_RATE", "MIN_SECONDS", "PSS_FIRST", "PSS_LENGTH",
+           "SSB_SCS_HZ", "NrCell", "find_nr_cells", "threshold"]
 
 #: The SSB subcarrier spacings of FR1 (38.101-1 table 5.4.3.3-1).
 SSB_SCS_HZ = (15e3, 30e3)
@@ -85,6 +85,13 @@ SSS_SHARE = 0.3
 FALSE_ALARM = 1e-3
 #: The SSBs (distinct moments of a cell's PSS) whose PBCH is tried, strongest first.
 PBCH_TRIES = 4
+#: The least energy, as a share of the whole window's, by which a run of products is normalised.
+#: The FFT's single-precision rounding leaves a little of the window's energy in every bin, and
+#: a run of (nearly) empty bins, such as a band a recording's filter took away, would turn it
+#: into peaks: hundreds beside a carrier 50 dB up, none from 1e-13 on. A floor tied to the
+#: window's mean energy instead hid a PSS 10 dB under a strong carrier elsewhere in the view: the
+#: products are fourth powers of the samples, so 10 dB of power are 20 dB of their energy.
+ROUNDING_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
@@ -230,8 +237,9 @@ class _Windows:
                 d = y[:, :-1] * np.conj(y[:, 1:])  # d[k] = Y(k) Y*(k + 1)
                 c = scipy.fft.ifft(scipy.fft.fft(d, n=self.size, axis=1)[:, None]
                                    * replicas[None], axis=2)[..., :bins]
-                energy = _window_sums(_power(d), PSS_LENGTH - 1)[:, None, :bins]
-                floor = 1e-3 * energy.mean(axis=2, keepdims=True) + 1e-30
+                power = _power(d)
+                energy = _window_sums(power, PSS_LENGTH - 1)[:, None, :bins]
+                floor = ROUNDING_FLOOR * power.sum(axis=1)[:, None, None] + 1e-30
                 norm = _power(c) / ((PSS_LENGTH - 1) * np.maximum(energy, floor))
                 for w, n_id2 in zip(*np.nonzero(norm.max(axis=2) > limit), strict=True):
                     row = norm[w, n_id2]

@@ -48,7 +48,7 @@ from monitor.synth.random_scene import (
     draw_scene,
 )
 from monitor.synth.scene import Scene, SceneSpec, render
-from monitor.synth.truth import class_mask, energy_mask
+from monitor.synth.truth import class_mask, energy_mask, ssbs_in_view
 
 __all__ = ["DatasetRequest", "frame_samples", "generate_dataset", "read_request", "render_frame"]
 
@@ -121,11 +121,13 @@ def render_frame(index: int, request: DatasetRequest) -> Frame:
     )
 
 
-def frame_samples(index: int, request: DatasetRequest) -> np.ndarray:
+def frame_samples(index: int, request: DatasetRequest) -> tuple[np.ndarray, list[int]]:
     """The IQ samples of frame ``index`` of a data set (rendered again: the same request and
-    index give the same samples)."""
+    index give the same samples), and per carrier (in the order of its metadata) how many SSBs
+    it sent whole in view (:func:`monitor.synth.truth.ssbs_in_view`)."""
     _, scene, geometry = _render_scene(index, request)
-    return scene.iq[: geometry.frame_samples]
+    return (scene.iq[: geometry.frame_samples],
+            [ssbs_in_view(placed, geometry) for placed in scene.sent])
 
 
 def _render_scene(index: int, request: DatasetRequest) -> tuple[SceneSpec, Scene, Geometry]:

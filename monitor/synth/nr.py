@@ -318,12 +318,14 @@ def nr_grid(
         )
         _fill_pdsch(values, config, pdsch_slots, pdsch_rb, kinds, n_dl, slot_in_frame, rng)
         _fill_pdcch(values, config, pdcch_slots, slot_in_frame, rng)
-    _fill_ssb(values, config, slots, n_dl)
+    ssb_rows = _fill_ssb(values, config, slots, n_dl)
     return CarrierGrid(
         values=values.reshape(n_slots * SYMBOLS_PER_SLOT, n_sc),
         scs=config.scs,
         first_subcarrier=-6 * config.n_rb,
         cp_seconds=_cp_seconds(config.mu, slots),
+        ssb_rows=ssb_rows,
+        ssb_column=12 * (config.ssb_offset_rb or 0),
     )
 
 
@@ -470,13 +472,15 @@ def _dmrs_c_init(slot: np.ndarray, symbol: np.ndarray, n_id: int) -> np.ndarray:
     return ((SYMBOLS_PER_SLOT * slot + symbol + 1) * (2 * n_id + 1) * 2**17 + 2 * n_id) % 2**31
 
 
-def _fill_ssb(values: np.ndarray, config: NrConfig, slots: np.ndarray, n_dl: np.ndarray) -> None:
-    """SS/PBCH blocks (38.211 7.4.3, 38.213 4.1) in the first half-frame of every SSB period.
+def _fill_ssb(values: np.ndarray, config: NrConfig, slots: np.ndarray, n_dl: np.ndarray
+              ) -> np.ndarray:
+    """SS/PBCH blocks (38.211 7.4.3, 38.213 4.1) in the first half-frame of every SSB period;
+    returns the grid rows (slot and symbol) where each starts.
 
     A candidate is sent if its bit in ``ssb_bitmap`` is set and its four symbols are downlink.
     """
     if config.ssb_case is None:
-        return
+        return np.zeros(0, dtype=np.int64)
     slots_per_half_frame = 5 << config.mu
     first = ssb_first_symbols(config.ssb_case, config.l_max)
     half_frames = np.arange(slots[0] // slots_per_half_frame, slots[-1] // slots_per_half_frame + 1)
@@ -495,6 +499,7 @@ def _fill_ssb(values: np.ndarray, config: NrConfig, slots: np.ndarray, n_dl: np.
     k0 = 12 * config.ssb_offset_rb  # type: ignore[operator]
     for block, s, sym in zip(blocks, slot, symbol, strict=True):
         values[s, sym : sym + 4, k0 : k0 + 240] = block
+    return (slot * SYMBOLS_PER_SLOT + symbol).astype(np.int64)
 
 
 def _ssb_blocks(config: NrConfig, half_frame: np.ndarray, index: np.ndarray, i_ssb: np.ndarray

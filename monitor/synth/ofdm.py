@@ -14,7 +14,7 @@ their out-of-band emissions down; the receiver's FFT window never sees the taper
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
@@ -45,6 +45,11 @@ class CarrierGrid:
         symbol to the next. False (NR, 38.211 5.4): each symbol's upconversion restarts its
         phase at the symbol's useful part; here at the frequency of the scene's centre, as the
         carrier's absolute frequency is not known.
+    ssb_rows : np.ndarray
+        int, the rows (symbols) where an NR SS/PBCH block starts, its PSS; empty for LTE. Where
+        a carrier is off, a row's block was not sent (its values are 0).
+    ssb_column : int
+        The column of the SS/PBCH blocks' first subcarrier (the PSS is on 56-182 from it).
     """
 
     values: np.ndarray
@@ -52,6 +57,8 @@ class CarrierGrid:
     first_subcarrier: int
     cp_seconds: np.ndarray
     continuous_phase: bool = False
+    ssb_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ssb_column: int = 0
 
     @property
     def n_symbols(self) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from monitor.dsp.geometry import Geometry
+from monitor.dsp.nr_sync import PSS_FIRST, PSS_LENGTH
 from monitor.synth.ofdm import symbol_starts
 from monitor.synth.scene import LABELS, PlacedGrid, Scene
 
@@ -36,6 +37,7 @@ __all__ = [
     "energy_mask",
     "sent_fraction",
     "silent_as_noise",
+    "ssbs_in_view",
 ]
 
 CLASS_INDEX = {label: i + 1 for i, label in enumerate(LABELS)}
@@ -86,6 +88,21 @@ def carrier_region(
     on_end = carrier["start_sample"] + carrier["sample_count"]
     rows = (row_samples >= carrier["start_sample"]) & (row_samples < on_end)
     return np.ix_(rows, cols)
+
+
+def ssbs_in_view(placed: PlacedGrid, geometry: Geometry, start_sample: int = 0) -> int:
+    """How many SS/PBCH blocks the carrier sent whose PSS lies whole in the frame starting at
+    ``start_sample``: its symbol within the frame's samples, its 127 subcarriers within the
+    view. 0 for a carrier without SSBs (LTE)."""
+    grid = placed.grid
+    first = grid.ssb_column + PSS_FIRST
+    rows = grid.ssb_rows[np.abs(grid.values[grid.ssb_rows, first]) > 0]  # sent, not gated off
+    starts = (symbol_starts(grid) - placed.start_time) * geometry.sample_rate - start_sample
+    low = placed.offset_hz + (grid.first_subcarrier + first) * grid.scs
+    high = low + (PSS_LENGTH - 1) * grid.scs
+    if low < -geometry.sample_rate / 2 or high > geometry.sample_rate / 2:
+        return 0
+    return int(np.sum((starts[rows] >= 0) & (starts[rows + 1] <= geometry.frame_samples)))
 
 
 def energy_mask(scene: Scene, geometry: Geometry, start_sample: int = 0) -> np.ndarray:

@@ -112,6 +112,11 @@ class FrameSet(Dataset, ABC):
         """Frame ``index``'s IQ samples, None where the data set cannot give them."""
         return None
 
+    def ssbs_in_view(self, index: int) -> list[int] | None:
+        """Per carrier of frame ``index`` (in the order of its metadata), how many SSBs it sent
+        whole in view (0 for LTE); None where the data set cannot say."""
+        return None
+
     def __getitem__(self, index: int) -> Sample:
         image, mask, meta = self.raw(index)
         return self.to_input(image), torch.from_numpy(mask.astype(np.int64)), meta
@@ -153,6 +158,7 @@ class ShardFrames(FrameSet):
             raise InputError(f"no complete shard in {', '.join(map(str, self.dirs))} yet")
         self._starts = np.asarray(starts)
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+        self._rendered: tuple[int, tuple[np.ndarray, list[int]] | None] | None = None
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -181,11 +187,22 @@ class ShardFrames(FrameSet):
     def samples(self, index: int) -> np.ndarray | None:
         """Frame ``index``'s IQ, rendered again from its folder's request (a few tenths of a
         second a frame); None for a folder without one."""
-        folder = int(np.searchsorted(np.cumsum(self._folder_frames), index, side="right"))
-        request = read_request(self.dirs[folder])
-        if request is None:
-            return None
-        return frame_samples(int(self.metas[index]["index"]), request)
+        rendered = self._render(index)
+        return None if rendered is None else rendered[0]
+
+    def ssbs_in_view(self, index: int) -> list[int] | None:
+        rendered = self._render(index)
+        return None if rendered is None else rendered[1]
+
+    def _render(self, index: int) -> tuple[np.ndarray, list[int]] | None:
+        """Frame ``index`` rendered again (:func:`~monitor.synth.dataset.frame_samples`), the
+        last one kept: the evaluation asks for a frame's samples and its SSBs in turn."""
+        if self._rendered is None or self._rendered[0] != index:
+            folder = int(np.searchsorted(np.cumsum(self._folder_frames), index, side="right"))
+            request = read_request(self.dirs[folder])
+            self._rendered = (index, None if request is None else
+                              frame_samples(int(self.metas[index]["index"]), request))
+        return self._rendered[1]
 
     def energy(self, index: int) -> np.ndarray | None:
         k, j = self._locate(index)
@@ -247,7 +264,7 @@ class ShardFrames(FrameSet):
 
     def __getstate__(self) -> dict[str, Any]:
         # Memory maps are reopened in each loader worker rather than copied into it.
-        return {**self.__dict__, "_arrays": {}}
+        return {**self.__dict__, "_arrays": {}, "_rendered": None}
 
 
 class PngFrames(FrameSet):

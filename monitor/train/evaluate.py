@@ -144,6 +144,8 @@ class EvalResult:
         lte_cells: frames searched for cells (in IQ rendered again), and LTE cells found.
         nr_cells: NR cells found; of those, the cells of an NR carrier of the frame (its PCI,
             the SSB within its band); and of those, the ones whose MIB decoded.
+        nr_carriers: of the NR carriers in the frames searched that sent an SSB whole in view
+            (:func:`monitor.synth.truth.ssbs_in_view`), those whose cell was found.
         lte_carriers: of the LTE carriers in the frames searched whose PSS lies in view, those
             found with their cell's PCI (within ``SAME_CELL_HZ`` of their centre), and those
             whose MIB gave their bandwidth too.
@@ -191,6 +193,7 @@ class EvalResult:
     lte_cells: tuple[int, int] = (0, 0)
     lte_carriers: tuple[int, int, int] = (0, 0, 0)
     nr_cells: tuple[int, int, int] = (0, 0, 0)
+    nr_carriers: tuple[int, int] = (0, 0)
     by_snr: dict[str, ConfusionMatrix] = field(default_factory=dict)
     frames_by_snr: dict[str, int] = field(default_factory=dict)
     by_view: dict[str, ConfusionMatrix] = field(default_factory=dict)
@@ -255,7 +258,9 @@ class EvalResult:
                           "carriers_found": self.lte_carriers[1],
                           "carriers_with_bandwidth": self.lte_carriers[2]},
             "nr_cells": {"found": self.nr_cells[0], "of_a_carrier": self.nr_cells[1],
-                         "mib_decoded": self.nr_cells[2]},
+                         "mib_decoded": self.nr_cells[2],
+                         "carriers_with_ssb_in_view": self.nr_carriers[0],
+                         "carriers_found": self.nr_carriers[1]},
             "pixels_as_sent": self.as_sent.summary() if self.signal_pixels else None,
             "silent_share": self.silent_pixels / self.signal_pixels if self.signal_pixels
             else None,
@@ -494,6 +499,8 @@ def _shown(prediction: np.ndarray, frames: FrameSet, index: int, card: ModelCard
     of_a_carrier = _nr_cells_right(meta, cells.nr)
     searched.nr_cells = (found + len(cells.nr), right + len(of_a_carrier),
                          decoded + sum(c.pbch is not None for c in of_a_carrier))
+    in_view, found = _nr_carriers_found(meta, frames.ssbs_in_view(index), of_a_carrier)
+    searched.nr_carriers = (searched.nr_carriers[0] + in_view, searched.nr_carriers[1] + found)
     return carrier_classes(prediction, cell_marks(cells, geometry))
 
 
@@ -504,6 +511,20 @@ def _nr_cells_right(meta: dict[str, Any], cells: Sequence[NrCell]) -> list[NrCel
             if any(c["label"] == "NR" and c["cell_id"] == cell.cell_id
                    and c["occupied_low_hz"] <= cell.ssb_hz <= c["occupied_high_hz"]
                    for c in meta.get("carriers", []))]
+
+
+def _nr_carriers_found(meta: dict[str, Any], ssbs: list[int] | None,
+                       cells: Sequence[NrCell]) -> tuple[int, int]:
+    """Of a frame's NR carriers that sent an SSB whole in view (``ssbs``: per carrier, how
+    many), how many, and how many of them ``cells`` (the frame's cells of an NR carrier) found."""
+    if ssbs is None:
+        return 0, 0
+    in_view = found = 0
+    for carrier, sent in zip(meta.get("carriers", []), ssbs, strict=True):
+        if carrier["label"] == "NR" and sent:
+            in_view += 1
+            found += bool(_nr_cells_right({"carriers": [carrier]}, cells))
+    return in_view, found
 
 
 def _cells_found(meta: dict[str, Any], cells: list[LteCell], geometry: Geometry
@@ -874,6 +895,8 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
             in_view, found, sized = r.lte_carriers
             share = [n / in_view if in_view else float("nan") for n in (found, sized)]
             nr_found, nr_right, nr_mibs = r.nr_cells
+            nr_in_view, nr_carriers = r.nr_carriers
+            nr_share = nr_carriers / nr_in_view if nr_in_view else float("nan")
             lines += [f"{r.name}: {r.lte_cells[0]} frames searched for cells (`--cells`), "
                       f"{r.lte_cells[1]} LTE cells found; the carriers they name are LTE, and the "
                       f"signal in the channels their MIBs give. Of the {in_view} LTE carriers "
@@ -882,7 +905,9 @@ def _shown_table(results: Sequence[EvalResult]) -> list[str]:
                       f"({_pct(share[1])} %). {nr_found} NR cells found by their SSB, "
                       f"{nr_right} of them an NR carrier's of the frame (its PCI, the SSB in "
                       f"its band), {nr_mibs} of those with their MIB decoded; the carriers "
-                      f"that hold their SSBs are NR.", ""]
+                      f"that hold their SSBs are NR. Of the {nr_in_view} NR carriers that sent "
+                      f"an SSB whole in view (the symbol and subcarriers of its PSS), "
+                      f"{nr_carriers} were found ({_pct(nr_share)} %).", ""]
     lines += _class_header("change")
     for r in results:
         s = r.shown.summary()
