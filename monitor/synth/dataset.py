@@ -32,6 +32,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -50,7 +51,8 @@ from monitor.synth.random_scene import (
 from monitor.synth.scene import Scene, SceneSpec, render
 from monitor.synth.truth import class_mask, energy_mask, ssbs_in_view
 
-__all__ = ["DatasetRequest", "frame_samples", "generate_dataset", "read_request", "render_frame"]
+__all__ = ["DatasetRequest", "FrameIq", "frame_iq", "generate_dataset", "read_request",
+           "render_frame"]
 
 SHARD_SIZE = 64
 
@@ -121,13 +123,21 @@ def render_frame(index: int, request: DatasetRequest) -> Frame:
     )
 
 
-def frame_samples(index: int, request: DatasetRequest) -> tuple[np.ndarray, list[int]]:
-    """The IQ samples of frame ``index`` of a data set (rendered again: the same request and
-    index give the same samples), and per carrier (in the order of its metadata) how many SSBs
-    it sent whole in view (:func:`monitor.synth.truth.ssbs_in_view`)."""
+class FrameIq(NamedTuple):
+    """A frame's IQ rendered again, with what a cell search of it should find."""
+
+    samples: np.ndarray
+    #: Per carrier, in the order of the frame's metadata: the SSBs it sent whole in view
+    #: (:func:`monitor.synth.truth.ssbs_in_view`; 0 for LTE).
+    ssbs_in_view: list[int]
+
+
+def frame_iq(index: int, request: DatasetRequest) -> FrameIq:
+    """Frame ``index`` of a data set rendered again (the same request and index give the same
+    samples)."""
     _, scene, geometry = _render_scene(index, request)
-    return (scene.iq[: geometry.frame_samples],
-            [ssbs_in_view(placed, geometry) for placed in scene.sent])
+    return FrameIq(scene.iq[: geometry.frame_samples],
+                   [ssbs_in_view(placed, geometry) for placed in scene.sent])
 
 
 def _render_scene(index: int, request: DatasetRequest) -> tuple[SceneSpec, Scene, Geometry]:

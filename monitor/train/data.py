@@ -38,7 +38,7 @@ from torch.utils.data import Dataset, Sampler
 from monitor.dsp.geometry import Geometry
 from monitor.dsp.spectrogram import network_input
 from monitor.errors import InputError
-from monitor.synth.dataset import frame_samples, read_request
+from monitor.synth.dataset import FrameIq, frame_iq, read_request
 from monitor.synth.truth import silent_as_noise
 from monitor.train.augment import AugmentConfig, augment_frame
 
@@ -158,7 +158,7 @@ class ShardFrames(FrameSet):
             raise InputError(f"no complete shard in {', '.join(map(str, self.dirs))} yet")
         self._starts = np.asarray(starts)
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        self._rendered: tuple[int, tuple[np.ndarray, list[int]] | None] | None = None
+        self._rendered: tuple[int, FrameIq | None] | None = None
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -188,20 +188,20 @@ class ShardFrames(FrameSet):
         """Frame ``index``'s IQ, rendered again from its folder's request (a few tenths of a
         second a frame); None for a folder without one."""
         rendered = self._render(index)
-        return None if rendered is None else rendered[0]
+        return None if rendered is None else rendered.samples
 
     def ssbs_in_view(self, index: int) -> list[int] | None:
         rendered = self._render(index)
-        return None if rendered is None else rendered[1]
+        return None if rendered is None else rendered.ssbs_in_view
 
-    def _render(self, index: int) -> tuple[np.ndarray, list[int]] | None:
-        """Frame ``index`` rendered again (:func:`~monitor.synth.dataset.frame_samples`), the
-        last one kept: the evaluation asks for a frame's samples and its SSBs in turn."""
+    def _render(self, index: int) -> FrameIq | None:
+        """Frame ``index`` rendered again from its folder's request, None for a folder without
+        one; the last one is kept, as the evaluation asks for its samples and its SSBs in turn."""
         if self._rendered is None or self._rendered[0] != index:
             folder = int(np.searchsorted(np.cumsum(self._folder_frames), index, side="right"))
             request = read_request(self.dirs[folder])
             self._rendered = (index, None if request is None else
-                              frame_samples(int(self.metas[index]["index"]), request))
+                              frame_iq(int(self.metas[index]["index"]), request))
         return self._rendered[1]
 
     def energy(self, index: int) -> np.ndarray | None:
