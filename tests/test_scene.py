@@ -180,6 +180,10 @@ def test_dataset_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
     frames = open_frames([one])
     again = Spectrogram(Geometry.for_rate(frames.rate(3))).frame(frames.samples(3)).numpy()
     assert np.array_equal(again.astype(np.float16), frames.raw(3)[0].astype(np.float16))
+    carriers = frames.raw(3)[2]["carriers"]
+    ssbs = frames.ssbs_in_view(3)
+    assert ssbs is not None and len(ssbs) == len(carriers)
+    assert all(n == 0 for n, c in zip(ssbs, carriers, strict=True) if c["label"] == "LTE")
     # resuming finds every shard done; a different request is refused; the same one grown
     # keeps the shards it had
     generate_dataset(one, request, workers=1, progress=False)
