@@ -95,6 +95,8 @@ def ssbs_in_view(placed: PlacedGrid, geometry: Geometry, start_sample: int = 0) 
     ``start_sample``: its symbol within the frame's samples, its 127 subcarriers within the
     view. 0 for a carrier without SSBs (LTE)."""
     grid = placed.grid
+    if not len(grid.ssb_rows):
+        return 0
     first = grid.ssb_column + PSS_FIRST
     rows = grid.ssb_rows[np.abs(grid.values[grid.ssb_rows, first]) > 0]  # sent, not gated off
     starts = (symbol_starts(grid) - placed.start_time) * geometry.sample_rate - start_sample

@@ -508,9 +508,13 @@ def _nr_cells_right(meta: dict[str, Any], cells: Sequence[NrCell]) -> list[NrCel
     """The ``cells`` that are a cell of the frame: an NR carrier with the cell's PCI whose band
     (resource blocks) holds its SSB's centre."""
     return [cell for cell in cells
-            if any(c["label"] == "NR" and c["cell_id"] == cell.cell_id
-                   and c["occupied_low_hz"] <= cell.ssb_hz <= c["occupied_high_hz"]
-                   for c in meta.get("carriers", []))]
+            if any(_is_cell_of(cell, c) for c in meta.get("carriers", []))]
+
+
+def _is_cell_of(cell: NrCell, carrier: dict[str, Any]) -> bool:
+    """Whether ``cell`` is the NR ``carrier``'s: its PCI, and its SSB's centre in its band."""
+    return (carrier["label"] == "NR" and carrier["cell_id"] == cell.cell_id
+            and carrier["occupied_low_hz"] <= cell.ssb_hz <= carrier["occupied_high_hz"])
 
 
 def _nr_carriers_found(meta: dict[str, Any], ssbs: list[int] | None,
@@ -523,7 +527,7 @@ def _nr_carriers_found(meta: dict[str, Any], ssbs: list[int] | None,
     for carrier, sent in zip(meta.get("carriers", []), ssbs, strict=True):
         if carrier["label"] == "NR" and sent:
             in_view += 1
-            found += bool(_nr_cells_right({"carriers": [carrier]}, cells))
+            found += any(_is_cell_of(cell, carrier) for cell in cells)
     return in_view, found
 
 
